@@ -1,0 +1,1 @@
+"""Coordinator: drives running experiments (ask, record, publish, consume events, finish)."""

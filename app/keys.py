@@ -1,0 +1,51 @@
+"""Names shared by every process: Celery queues, Redis keys and stream names.
+
+Coordinator and workers agree on these and nothing else, so they live in one place.
+"""
+
+from __future__ import annotations
+
+import re
+
+KEY_PREFIX = "hpo"
+RUN_TRIAL_TASK = "hpo.run_trial"
+
+_TYPE_RE = re.compile(r"[^a-z0-9]+")
+
+
+def normalize_gpu_type(gpu_type: str) -> str:
+    return _TYPE_RE.sub("", gpu_type.lower())
+
+
+def trial_queue(gpu_type: str | None, gpus: int) -> str:
+    """`trials.cpu`, `trials.<type>.x<N>` or `trials.any.x<N>`."""
+    if gpus <= 0:
+        return "trials.cpu"
+    kind = normalize_gpu_type(gpu_type) if gpu_type else "any"
+    return f"trials.{kind or 'any'}.x{gpus}"
+
+
+def events_stream(experiment: str) -> str:
+    """Durable per-experiment event stream; the coordinator driving it acks after SQL commit."""
+    return f"hpo.events.{experiment}"
+
+
+EVENTS_GROUP = "coordinator"
+
+
+def code_key(sha256: str) -> str:
+    return f"{KEY_PREFIX}:code:{sha256}"
+
+
+def result_key(exec_id: str, attempt: int) -> str:
+    return f"{KEY_PREFIX}:result:{exec_id}:{attempt}"
+
+
+def stop_key(exec_id: str) -> str:
+    """Set by the coordinator to stop (or never start) a trial; the value says why."""
+    return f"{KEY_PREFIX}:stop:{exec_id}"
+
+
+def claim_key(exec_id: str, attempt: int) -> str:
+    """Taken by the worker that runs an attempt, so a redelivered task does not run it twice."""
+    return f"{KEY_PREFIX}:claim:{exec_id}:{attempt}"

@@ -1,0 +1,21 @@
+"""Random search: independent uniform draws in the unit encoding (log/step/power applied on decode)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from app.optimizers.base import Optimizer
+from app.space import Config, config_key
+
+
+class RandomSearch(Optimizer):
+    name = "random"
+
+    def ask(self, n: int, running: Sequence[Config] = ()) -> list[Config]:
+        out: list[Config] = []
+        taken = {config_key(c) for c in running}
+        for i in range(n):
+            config = self.random_unseen(self.rng_for(len(self.proposed) + i), taken)
+            taken.add(config_key(config))
+            out.append(config)
+        return out

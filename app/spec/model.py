@@ -1,0 +1,121 @@
+"""The validated experiment model that both spec forms (WMLA payload, native YAML/JSON) produce.
+
+Everything downstream (store, coordinator, optimizers, workers) reads only this model, never the
+raw payload; the raw payload is kept for echoing in WMLA responses.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.space import Config, SearchSpace
+
+Direction = Literal["minimize", "maximize"]
+Strategy = Literal["minimize", "maximize", "latest"]
+
+# Built-in algorithms, canonical (lower-case) names.
+ALGORITHMS = ("random", "tpe", "bayesian", "grid", "hyperband")
+ALGORITHM_DISPLAY = {
+    "random": "Random",
+    "tpe": "TPE",
+    "bayesian": "Bayesian",
+    "grid": "ExperimentGridSearch",
+    "hyperband": "Hyperband",
+}
+
+
+class ResourceRequest(BaseModel):
+    """What one trial needs: `gpus` GPUs of `gpu_type` ("any" = any type); no GPUs = a CPU slot."""
+
+    model_config = ConfigDict(frozen=True)
+
+    gpu_type: str | None = None
+    gpus: int = 0
+
+    @property
+    def is_cpu(self) -> bool:
+        return self.gpus <= 0
+
+    @property
+    def queue(self) -> str:
+        from app.keys import trial_queue
+
+        return trial_queue(self.gpu_type, self.gpus)
+
+
+class Launcher(BaseModel):
+    """How to start one trial: WMLA `modelSpec` after our launcher flags were taken out."""
+
+    model_config = ConfigDict(frozen=True)
+
+    main: str  # --model-main, relative to the model directory
+    model_dir: str | None = None  # --model-dir: the top folder of the code archive
+    args: tuple[str, ...] = ()  # everything else, passed to the script in order
+    framework: str | None = None  # --exec-start
+    python_version: str | None = None
+    data_path: str | None = None  # --cs-datastore-meta type=fs,data_path=P
+    sig_name: str | None = None  # modelSpec.sigName
+    options: dict[str, str] = Field(default_factory=dict)  # remaining launcher flags, verbatim
+
+
+class Objective(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    metric: str
+    direction: Direction = "minimize"
+    additional: dict[str, Strategy] = Field(default_factory=dict)
+
+    @property
+    def sign(self) -> float:
+        """Multiply a metric by this to get a value to minimise."""
+        return 1.0 if self.direction == "minimize" else -1.0
+
+
+class Algorithm(BaseModel):
+    """The searcher: canonical name plus its settings as given (WMLA algoParams, string values)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str  # one of ALGORITHMS or an installed plugin's name
+    params: dict[str, str] = Field(default_factory=dict)
+    eta: float | None = None  # WMLA hyperbandEta
+
+    @property
+    def display_name(self) -> str:
+        return ALGORITHM_DISPLAY.get(self.name, self.name)
+
+
+class Limits(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    max_trials: int | None = None  # maxJobNum; None = unlimited
+    max_parallel: int = 1  # maxParalleJobNum
+    max_run_time_s: float | None = None  # maxRunTime (minutes in WMLA); None = unlimited
+    trial_timeout_s: float | None = None  # per-trial wall-clock limit
+    kill_on_timeout: bool = False  # at maxRunTime: stop running trials instead of letting them finish
+    sync_batches: bool = False  # WMLA behaviour: next batch only after the whole batch ended
+
+
+class ExperimentSpec(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    name: str | None = None  # hpoName; generated when absent
+    source: Literal["wmla", "native"] = "native"
+    model: Launcher
+    algorithm: Algorithm
+    objective: Objective
+    limits: Limits = Limits()
+    space: SearchSpace = SearchSpace()
+    experiments: tuple[Config, ...] = ()  # ExperimentGridSearch's fixed configurations, in order
+    resources: ResourceRequest = ResourceRequest()
+    env: dict[str, str] = Field(default_factory=dict)  # extra environment for the training process
+    warnings: tuple[str, ...] = ()  # unknown keys and other tolerated oddities
+    raw: dict[str, Any] = Field(default_factory=dict)  # the payload as submitted (for WMLA echoes)
+
+    def with_resources(self, resources: ResourceRequest) -> ExperimentSpec:
+        return self.model_copy(update={"resources": resources})
+
+    def with_model_dir(self, name: str) -> ExperimentSpec:
+        return self.model_copy(update={"model": self.model.model_copy(update={"model_dir": name})})

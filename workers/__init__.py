@@ -1,0 +1,1 @@
+"""Workers: the Celery app, the run_trial task and the trial runner."""
