@@ -63,7 +63,7 @@ class NumericParam(BaseModel):
         """Number of distinct values, None when continuous."""
         step = self.grid_step
         if step is not None:
-            return int(math.floor((self.high - self.low) / step + 1e-9)) + 1
+            return math.floor((self.high - self.low) / step + 1e-9) + 1
         if self.integer:  # integer on a log scale
             return int(self.high) - int(self.low) + 1
         return None
@@ -87,8 +87,8 @@ class NumericParam(BaseModel):
         x = self._exponent_from_unit(u)
         if self.power is not None:
             value = self.power**x
-            return int(round(value)) if self.integer else _tidy(value)
-        return int(round(x)) if self.integer else x
+            return round(value) if self.integer else _tidy(value)
+        return round(x) if self.integer else x
 
     def _exponent_of(self, value: Value) -> float:
         v = float(value)  # type: ignore[arg-type]

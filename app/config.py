@@ -1,0 +1,98 @@
+"""Settings from HPO_* environment variables (pydantic-settings), in one place."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HPO_", extra="ignore")
+
+    home: Path = Path(".hpo")
+    # None means "not configured": `hpo run`/`hpo serve` then start a private Redis;
+    # fleet components fall back to DEFAULT_BROKER_URL.
+    broker_url: str | None = None
+    database_url: str | None = None
+
+    # Files: code in, results out (through Redis, size-capped).
+    code_max_bytes: int = 64 * 1024 * 1024
+    result_max_bytes: int = 64 * 1024 * 1024
+    result_ttl_s: int = 7 * 24 * 3600
+    keep_trial_dirs: bool = False
+    shared_dir: Path | None = None
+
+    # Worker.
+    worker_dir: Path | None = None  # default: <home>/worker
+    data_fs: Path | None = None  # DLI_DATA_FS for trials; default: <home>/data
+    worker_python: str | None = None  # interpreter for trials; default: the worker's own
+    worker_gpus: str | None = None  # "0,1": GPU ids this worker pins trials to
+    log_tail_bytes: int = 8192
+    stop_poll_s: float = 1.0
+    kill_grace_s: float = 5.0
+
+    # Broker: a delivered task is redelivered only after this; it must exceed any trial's
+    # run time (trials have their own timeout), so a healthy long trial never runs twice.
+    visibility_timeout_s: int = 7 * 24 * 3600
+
+    # Coordinator.
+    event_block_ms: int = 200
+    poll_interval_s: float = 0.5
+    ask_processes: int = 1
+    lease_s: float = 30.0
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or DEFAULT_BROKER_URL
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.home / 'hpo.db').resolve()}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def effective_worker_dir(self) -> Path:
+        return self.worker_dir or (self.home / "worker")
+
+    @property
+    def effective_data_fs(self) -> Path:
+        return self.data_fs or (self.home / "data")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    get_settings.cache_clear()
+
+
+# Prefixes of environment variables that are ours and never reach a trial.
+OWN_ENV_PREFIXES = ("HPO_", "CELERY_", "FLOWER_")
+
+
+def own_env_names(environ: dict[str, str] | None = None) -> list[str]:
+    env = os.environ if environ is None else environ
+    return [k for k in env if k.startswith(OWN_ENV_PREFIXES)]
+
+
+class TestSettings(BaseSettings):
+    """Where the test suite finds its services."""
+
+    __test__ = False
+    model_config = SettingsConfigDict(env_prefix="HPO_TEST_", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/15"
+    database_url: str = Field(default="postgresql+psycopg://postgres@127.0.0.1:5432/test")

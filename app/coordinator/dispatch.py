@@ -1,0 +1,80 @@
+"""Publish run_trial tasks to the experiment's resource queue, and ship code to the broker."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from celery import Celery
+
+from app.keys import RUN_TRIAL_TASK, code_key, stop_key
+from app.messages import CodeRef, TrialTask
+from app.spec.model import ExperimentSpec
+from app.store.models import Experiment, Trial
+from app.store.repository import Store
+
+
+def build_task(experiment: Experiment, spec: ExperimentSpec, trial: Trial, code: CodeRef) -> TrialTask:
+    return TrialTask(
+        experiment=experiment.name,
+        trial_id=trial.id,  # type: ignore[arg-type]
+        exec_id=trial.exec_id,
+        number=trial.number,
+        attempt=trial.attempt,
+        params=trial.params,
+        code=code,
+        main=spec.model.main,
+        model_dir=spec.model.model_dir,
+        args=list(spec.model.args),
+        data_path=spec.model.data_path,
+        objective_metric=spec.objective.metric,
+        direction=spec.objective.direction,
+        env=dict(spec.env),
+        timeout_s=spec.limits.trial_timeout_s,
+        owner=experiment.owner,
+        gpus=spec.resources.gpus,
+    )
+
+
+class Publisher:
+    def __init__(self, celery_app: Celery, redis: Any, store: Store) -> None:
+        self.celery = celery_app
+        self.redis = redis
+        self.store = store
+
+    def ensure_code(self, sha: str) -> CodeRef:
+        """Put the archive in Redis unless it is there (also after a Redis restart)."""
+        key = code_key(sha)
+        filename = self.redis.hget(key, "filename")
+        if filename is not None:
+            return CodeRef(
+                sha256=sha, filename=filename.decode() if isinstance(filename, bytes) else filename
+            )
+        archive = self.store.get_code(sha)
+        if archive is None:
+            raise RuntimeError(f"code archive {sha[:12]} is missing from the database")
+        self.redis.hset(key, mapping={"filename": archive.filename, "data": archive.data})
+        return CodeRef(sha256=sha, filename=archive.filename)
+
+    def drop_code(self, sha: str) -> None:
+        self.redis.delete(code_key(sha))
+
+    def publish(self, tasks: Sequence[TrialTask], queue: str) -> None:
+        with self.celery.producer_or_acquire() as producer:
+            for task in tasks:
+                self.celery.send_task(
+                    RUN_TRIAL_TASK,
+                    kwargs={"task": task.model_dump(mode="json")},
+                    queue=queue,
+                    task_id=f"{task.exec_id}.{task.attempt}",
+                    producer=producer,
+                    ignore_result=True,
+                )
+
+    def stop_trials(self, exec_ids: Sequence[str], why: str, ttl_s: int = 7 * 86400) -> None:
+        if not exec_ids:
+            return
+        with self.redis.pipeline(transaction=False) as pipe:
+            for exec_id in exec_ids:
+                pipe.set(stop_key(exec_id), why, ex=ttl_s)
+            pipe.execute()

@@ -1,0 +1,307 @@
+"""The coordinator loop: adopt experiments, record events, ask, record trials, publish, finish.
+
+It is the only writer of trial state. Per tick: adopt active experiments (a lease per experiment
+keeps two coordinators apart), read worker events and record each in SQL before acking it, hand
+finished trials to the optimizer, start trials while slots are free, enforce maxJobNum and
+maxRunTime, finish experiments. Slow optimizers answer through the Asker from another process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from app.config import Settings
+from app.coordinator.asker import Asker
+from app.coordinator.dispatch import Publisher, build_task
+from app.coordinator.runtime import ExperimentRuntime
+from app.coordinator.streams import Delivery, EventStreams
+from app.messages import TrialEvent
+from app.optimizers import create_optimizer
+from app.space import Config
+from app.spec.model import ExperimentSpec
+from app.store.artifacts import ArtifactStore
+from app.store.models import Experiment, ExperimentState, TrialState, utcnow
+from app.store.repository import Store, TrialOutcome
+
+log = logging.getLogger("hpo.coordinator")
+
+STATUS_TO_STATE = {"ok": TrialState.FINISHED, "failed": TrialState.FAILED, "stopped": TrialState.FAILED}
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+class Coordinator:
+    def __init__(
+        self,
+        store: Store,
+        redis: Any,
+        publisher: Publisher,
+        artifacts: ArtifactStore,
+        settings: Settings,
+        *,
+        only: Iterable[int] | None = None,
+        asker: Asker | None = None,
+    ) -> None:
+        self.store = store
+        self.redis = redis
+        self.publisher = publisher
+        self.artifacts = artifacts
+        self.settings = settings
+        self.only = set(only) if only is not None else None
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.asker = asker or Asker(settings.ask_processes)
+        self.streams = EventStreams(redis, self.owner)
+        self.runtimes: dict[int, ExperimentRuntime] = {}
+        self.finished: list[int] = []  # experiments this coordinator ended, in order
+        self._last_poll = 0.0
+        self._last_renew = time.monotonic()
+
+    # --- running ---------------------------------------------------------------------
+    def run(
+        self,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_tick: Callable[[Coordinator], None] | None = None,
+        max_errors: int = 30,
+    ) -> None:
+        """Tick until `should_stop()`; the caller closes (see `close`)."""
+        errors = 0
+        while not should_stop():
+            try:
+                self.tick()
+                errors = 0
+            except Exception:
+                errors += 1
+                log.exception("coordinator tick failed (%d in a row)", errors)
+                if errors >= max_errors:
+                    raise
+                time.sleep(min(0.2 * errors, 2.0))
+            if on_tick is not None:
+                on_tick(self)
+
+    def close(self) -> None:
+        self.asker.close()
+        for rt in list(self.runtimes.values()):
+            self.store.release_experiment(rt.id, self.owner)
+        self.runtimes.clear()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last_poll >= self.settings.poll_interval_s:
+            self._last_poll = now
+            self._adopt()
+            self._refresh_stop_requests()
+        if now - self._last_renew >= self.settings.lease_s / 3:
+            self._last_renew = now
+            self._renew_leases()
+        asking = any(rt.asking is not None for rt in self.runtimes.values())
+        block = 20 if asking else self.settings.event_block_ms
+        if self.runtimes:
+            for delivery in self.streams.read([rt.name for rt in self.runtimes.values()], block):
+                self._handle(delivery)
+        else:
+            time.sleep(self.settings.poll_interval_s)
+        for rt in list(self.runtimes.values()):
+            self._collect_ask(rt)
+            self._advance(rt, time.time())
+
+    # --- experiments -----------------------------------------------------------------
+    def _adopt(self) -> None:
+        for exp in self.store.experiments(ExperimentState.ACTIVE):
+            if exp.id in self.runtimes or (self.only is not None and exp.id not in self.only):
+                continue
+            if self.store.claim_experiment(exp.id, self.owner, self.settings.lease_s):  # type: ignore[arg-type]
+                self._load(exp)
+
+    def _load(self, exp: Experiment) -> None:
+        assert exp.id is not None
+        spec = ExperimentSpec.model_validate(exp.spec)
+        if exp.state == ExperimentState.SUBMITTED:
+            started = utcnow()
+            self.store.set_experiment_state(
+                exp.id, [ExperimentState.SUBMITTED], ExperimentState.RUNNING, started_at=started
+            )
+            exp.state, exp.started_at = ExperimentState.RUNNING, started
+        try:
+            optimizer = create_optimizer(spec, exp.seed)
+        except Exception as exc:
+            log.exception("cannot create optimizer for %s", exp.name)
+            self.store.finish_experiment(exp.id, ExperimentState.FAILED, f"optimizer error: {exc}")
+            return
+        started_at = (exp.started_at or utcnow()).timestamp()
+        rt = ExperimentRuntime(experiment=exp, spec=spec, optimizer=optimizer, started_at=started_at)
+        trials = self.store.trials(exp.id)
+        optimizer.mark_proposed([t.params for t in trials])
+        rt.created = len(trials)
+        observations = []
+        for t in trials:
+            rt.in_flight[t.id] = t  # type: ignore[index]
+            if t.state in TrialState.DONE:
+                observations.append(rt.observe(t, t.state, t.objective))
+        optimizer.tell(observations)
+        self.runtimes[exp.id] = rt
+        self.streams.attach(exp.name)
+        queued = [t for t in rt.in_flight.values() if t.state == TrialState.QUEUED]
+        if queued:  # maybe never published before a crash; a duplicate is skipped by its claim key
+            self._publish(rt, queued)
+        log.info("driving %s (%s, %d trials so far)", exp.name, spec.algorithm.display_name, rt.created)
+
+    def _refresh_stop_requests(self) -> None:
+        for rt in self.runtimes.values():
+            if rt.stopping:
+                continue
+            exp = self.store.experiment(rt.id)
+            if exp is not None and exp.stop_requested:
+                rt.stopping = exp.stop_requested
+
+    def request_stop(self, experiment_id: int, mode: str = "stop") -> None:
+        self.store.update_experiment(experiment_id, stop_requested=mode)
+        rt = self.runtimes.get(experiment_id)
+        if rt is not None:
+            rt.stopping = mode
+
+    def _renew_leases(self) -> None:
+        for rt in list(self.runtimes.values()):
+            if not self.store.claim_experiment(rt.id, self.owner, self.settings.lease_s):
+                log.warning("lost the lease on %s to another coordinator", rt.name)
+                del self.runtimes[rt.id]
+
+    # --- events ----------------------------------------------------------------------
+    def _handle(self, delivery: Delivery) -> None:
+        event = delivery.event
+        rt = next((r for r in self.runtimes.values() if r.name == event.experiment), None)
+        if event.kind == "started":
+            self.store.mark_started(
+                event.trial_id, event.attempt, event.worker, _dt(event.started_at or event.ts)
+            )
+        elif event.kind == "finished":
+            self._record_finished(rt, event)
+        self.streams.ack(delivery)
+        if event.result_key:
+            self.redis.delete(event.result_key)
+
+    def _record_finished(self, rt: ExperimentRuntime | None, event: TrialEvent) -> None:
+        result_path = None
+        if event.result_key:
+            data = self.redis.get(event.result_key)
+            if data is not None:
+                result_path = self.artifacts.put_result(event.experiment, event.exec_id, event.attempt, data)
+        state = STATUS_TO_STATE.get(event.status or "failed", TrialState.FAILED)
+        objective = event.objective if state == TrialState.FINISHED else None
+        outcome = TrialOutcome(
+            state=state,
+            objective=objective,
+            reason=event.reason,
+            exit_code=event.exit_code,
+            worker=event.worker,
+            started_at=_dt(event.started_at),
+            ended_at=_dt(event.ended_at),
+            stdout_tail=event.stdout_tail,
+            stderr_tail=event.stderr_tail,
+            result_path=result_path,
+            metrics_summary=event.metrics_summary,
+            points=event.points,
+        )
+        if not self.store.record_outcome(event.trial_id, event.attempt, outcome):
+            return  # a duplicate, or an attempt that no longer counts
+        if rt is None or event.trial_id not in rt.in_flight:
+            return
+        trial = rt.in_flight[event.trial_id]
+        best_before = rt.best_trial_id
+        rt.optimizer.tell([rt.observe(trial, state, objective)])
+        if rt.best_trial_id != best_before:
+            self.store.update_experiment(rt.id, best_trial_id=rt.best_trial_id, best_value=rt.best_value)
+
+    # --- asking and launching ----------------------------------------------------------
+    def _collect_ask(self, rt: ExperimentRuntime) -> None:
+        future = rt.asking
+        if future is None or not future.done():
+            return
+        rt.asking = None
+        try:
+            configs = future.result()
+        except Exception as exc:
+            log.exception("optimizer of %s failed", rt.name)
+            rt.failure = f"optimizer error: {type(exc).__name__}: {exc}"
+            return
+        if not configs:
+            if rt.in_flight:
+                rt.wait_for_result = True
+            else:
+                rt.exhausted = True
+            return
+        configs = configs[: rt.wanted(time.time())]
+        if configs:
+            self._launch(rt, configs)
+
+    def _launch(self, rt: ExperimentRuntime, configs: list[Config]) -> None:
+        trials = self.store.add_trials(rt.experiment, configs, rt.created)
+        rt.created += len(trials)
+        rt.optimizer.mark_proposed(configs)
+        for t in trials:
+            rt.in_flight[t.id] = t  # type: ignore[index]
+        self._publish(rt, trials)
+
+    def _publish(self, rt: ExperimentRuntime, trials: list[Any]) -> None:
+        assert rt.experiment.code_hash is not None
+        code = self.publisher.ensure_code(rt.experiment.code_hash)
+        tasks = [build_task(rt.experiment, rt.spec, t, code) for t in trials]
+        self.publisher.publish(tasks, rt.experiment.queue)
+
+    # --- limits and the end --------------------------------------------------------------
+    def _advance(self, rt: ExperimentRuntime, now: float) -> None:
+        if rt.stopping and not rt.stop_handled:
+            self._cancel_queued(rt, "experiment stopped before the trial started")
+            running = [t.exec_id for t in rt.in_flight.values()]
+            self.publisher.stop_trials(running, "experiment stopped")
+            rt.stop_handled = True
+        if rt.deadline_passed(now) and not rt.deadline_handled:
+            self._cancel_queued(rt, "maxRunTime reached before the trial started")
+            if rt.spec.limits.kill_on_timeout:
+                self.publisher.stop_trials([t.exec_id for t in rt.in_flight.values()], "maxRunTime reached")
+            rt.deadline_handled = True
+        n = rt.wanted(now)
+        if n > 0 and rt.asking is None:
+            rt.asking = self.asker.submit(rt.optimizer, n, rt.running_configs())
+            self._collect_ask(rt)  # inline searchers answer at once
+        if rt.done(now):
+            self._finish(rt)
+
+    def _cancel_queued(self, rt: ExperimentRuntime, reason: str) -> None:
+        cancelled = self.store.cancel_queued(rt.id, reason)
+        self.publisher.stop_trials([t.exec_id for t in cancelled], "cancelled")
+        for t in cancelled:
+            if t.id in rt.in_flight:
+                rt.observe(t, TrialState.CANCELLED, None)
+
+    def _finish(self, rt: ExperimentRuntime) -> None:
+        now = time.time()
+        if rt.failure:
+            state = ExperimentState.FAILED
+        elif rt.stopping:
+            state = ExperimentState.STOPPED
+        else:
+            state = ExperimentState.FINISHED
+        message = rt.end_message(now)
+        self.store.finish_experiment(rt.id, state, message)
+        self.streams.detach(rt.name)
+        code_hash = rt.experiment.code_hash
+        del self.runtimes[rt.id]
+        others = [
+            e
+            for e in self.store.experiments(ExperimentState.ACTIVE)
+            if e.code_hash == code_hash and e.id != rt.id
+        ]
+        if code_hash and not others:
+            self.publisher.drop_code(code_hash)
+        self.finished.append(rt.id)
+        log.info("%s %s: %s", rt.name, state, message)

@@ -1,0 +1,130 @@
+"""Per-experiment bookkeeping of a coordinator and its decisions (how many to start, when done).
+
+Pure: no I/O. Everything here is rebuilt from SQL when a coordinator adopts an experiment.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from app.optimizers import Observation, Optimizer
+from app.space import Config
+from app.spec.model import ExperimentSpec
+from app.store.models import Experiment, Trial, TrialState
+
+
+@dataclass
+class Counts:
+    finished: int = 0
+    failed: int = 0
+    early_stopped: int = 0
+    cancelled: int = 0
+
+
+@dataclass
+class ExperimentRuntime:
+    experiment: Experiment
+    spec: ExperimentSpec
+    optimizer: Optimizer
+    started_at: float  # epoch seconds
+    created: int = 0  # trials recorded so far (next trial number)
+    in_flight: dict[int, Trial] = field(default_factory=dict)  # trial id -> trial, QUEUED or RUNNING
+    counts: Counts = field(default_factory=Counts)
+    best_value: float | None = None  # objective as reported (not sign-flipped)
+    best_trial_id: int | None = None
+    asking: Future[list[Config]] | None = None
+    exhausted: bool = False  # the searcher has nothing more to propose
+    wait_for_result: bool = False  # the searcher answered [] while trials ran: ask again after one ends
+    deadline_handled: bool = False
+    stop_handled: bool = False
+    stopping: str | None = None  # "stop" | "force" once a stop was requested
+    failure: str | None = None  # set when the experiment must end FAILED (e.g. optimizer error)
+
+    @property
+    def id(self) -> int:
+        assert self.experiment.id is not None
+        return self.experiment.id
+
+    @property
+    def name(self) -> str:
+        return self.experiment.name
+
+    @property
+    def deadline(self) -> float | None:
+        limit = self.spec.limits.max_run_time_s
+        return None if limit is None else self.started_at + limit
+
+    def deadline_passed(self, now: float) -> bool:
+        return self.deadline is not None and now >= self.deadline
+
+    @property
+    def budget_left(self) -> int | None:
+        limit = self.spec.limits.max_trials
+        return None if limit is None else max(limit - self.created, 0)
+
+    def wanted(self, now: float) -> int:
+        """How many new trials to ask for right now."""
+        if self.stopping or self.failure or self.exhausted or self.wait_for_result:
+            return 0
+        if self.deadline_passed(now):
+            return 0
+        if self.spec.limits.sync_batches and self.in_flight:
+            return 0
+        free = self.spec.limits.max_parallel - len(self.in_flight)
+        if self.budget_left is not None:
+            free = min(free, self.budget_left)
+        return max(free, 0)
+
+    def done(self, now: float) -> bool:
+        if self.in_flight or self.asking is not None:
+            return False
+        return bool(
+            self.stopping
+            or self.failure
+            or self.exhausted
+            or self.budget_left == 0
+            or self.deadline_passed(now)
+        )
+
+    def end_message(self, now: float) -> str:
+        if self.failure:
+            return self.failure
+        if self.stopping:
+            return "stopped on request"
+        if self.budget_left == 0:
+            return "maxJobNum reached"
+        if self.deadline_passed(now):
+            return "maxRunTime reached"
+        return "search space exhausted"
+
+    def observe(self, trial: Trial, state: str, objective: float | None) -> Observation:
+        """Account for a finished attempt; returns what to tell the optimizer."""
+        config = self.in_flight.pop(trial.id, trial).params  # type: ignore[arg-type]
+        self.wait_for_result = False
+        if state == TrialState.FINISHED:
+            self.counts.finished += 1
+            if objective is not None and self._better(objective):
+                self.best_value, self.best_trial_id = objective, trial.id
+        elif state == TrialState.EARLY_STOPPED:
+            self.counts.early_stopped += 1
+        elif state == TrialState.CANCELLED:
+            self.counts.cancelled += 1
+        else:
+            self.counts.failed += 1
+        loss = (
+            None
+            if objective is None or state != TrialState.FINISHED
+            else self.spec.objective.sign * objective
+        )
+        return Observation(config=dict(config), loss=loss)
+
+    def running_configs(self) -> list[Config]:
+        return [dict(t.params) for t in self.in_flight.values()]
+
+    def _better(self, value: float) -> bool:
+        if self.best_value is None:
+            return True
+        if self.spec.objective.direction == "minimize":
+            return value < self.best_value
+        return value > self.best_value

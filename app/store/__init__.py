@@ -1,0 +1,1 @@
+"""Store: SQL tables and queries (SQLite by default, PostgreSQL by URL)."""

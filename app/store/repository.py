@@ -1,0 +1,257 @@
+"""Queries over the tables. Every trial state change is a compare-and-set (UPDATE ... WHERE state IN)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from app.store.models import (
+    CodeArchive,
+    Experiment,
+    ExperimentState,
+    MetricPoint,
+    Trial,
+    TrialState,
+    utcnow,
+)
+
+
+@dataclass
+class TrialOutcome:
+    """What a finished attempt reported, ready to be recorded."""
+
+    state: str
+    objective: float | None = None
+    reason: str | None = None
+    exit_code: int | None = None
+    worker: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    stdout_tail: str | None = None
+    stderr_tail: str | None = None
+    result_path: str | None = None
+    metrics_summary: dict[str, Any] | None = None
+    points: list[dict[str, Any]] = field(default_factory=list)  # {"seq", "step", "values"}
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # --- code archives ---------------------------------------------------------------
+    def save_code(self, sha256: str, filename: str, data: bytes) -> None:
+        with self.session() as s:
+            if s.get(CodeArchive, sha256) is not None:
+                return
+            s.add(CodeArchive(sha256=sha256, filename=filename, size=len(data), data=data))
+            try:
+                s.commit()
+            except IntegrityError:  # saved concurrently by someone else: same bytes
+                s.rollback()
+
+    def get_code(self, sha256: str) -> CodeArchive | None:
+        with self.session() as s:
+            return s.get(CodeArchive, sha256)
+
+    # --- experiments -----------------------------------------------------------------
+    def add_experiment(self, experiment: Experiment) -> Experiment:
+        with self.session() as s:
+            s.add(experiment)
+            s.commit()
+            s.refresh(experiment)
+            return experiment
+
+    def experiment(self, ref: int | str) -> Experiment | None:
+        with self.session() as s:
+            if isinstance(ref, int):
+                return s.get(Experiment, ref)
+            return s.exec(select(Experiment).where(Experiment.name == ref)).first()
+
+    def experiments(self, states: Iterable[str] | None = None) -> list[Experiment]:
+        with self.session() as s:
+            q = select(Experiment).order_by(Experiment.id)
+            if states is not None:
+                q = q.where(Experiment.state.in_(list(states)))  # type: ignore[attr-defined]
+            return list(s.exec(q))
+
+    def claim_experiment(self, experiment_id: int, owner: str, lease_s: float) -> bool:
+        """Take or renew the lease that lets one coordinator drive an experiment."""
+        now = utcnow()
+        with self.session() as s:
+            res = s.execute(
+                update(Experiment)
+                .where(Experiment.id == experiment_id)
+                .where(
+                    (Experiment.lease_owner.is_(None))  # type: ignore[union-attr]
+                    | (Experiment.lease_owner == owner)
+                    | (Experiment.lease_expires < now)  # type: ignore[operator]
+                )
+                .values(lease_owner=owner, lease_expires=now + timedelta(seconds=lease_s))
+            )
+            s.commit()
+            return res.rowcount == 1
+
+    def release_experiment(self, experiment_id: int, owner: str) -> None:
+        with self.session() as s:
+            s.execute(
+                update(Experiment)
+                .where(Experiment.id == experiment_id, Experiment.lease_owner == owner)
+                .values(lease_owner=None, lease_expires=None)
+            )
+            s.commit()
+
+    def set_experiment_state(
+        self, experiment_id: int, from_states: Sequence[str], to_state: str, **values: Any
+    ) -> bool:
+        with self.session() as s:
+            res = s.execute(
+                update(Experiment)
+                .where(Experiment.id == experiment_id)
+                .where(Experiment.state.in_(list(from_states)))  # type: ignore[attr-defined]
+                .values(state=to_state, **values)
+            )
+            s.commit()
+            return res.rowcount == 1
+
+    def update_experiment(self, experiment_id: int, **values: Any) -> None:
+        with self.session() as s:
+            s.execute(update(Experiment).where(Experiment.id == experiment_id).values(**values))
+            s.commit()
+
+    # --- trials ----------------------------------------------------------------------
+    def add_trials(
+        self, experiment: Experiment, configs: Sequence[dict[str, Any]], first_number: int
+    ) -> list[Trial]:
+        """Record new trials (QUEUED) in one transaction, before anything is published."""
+        trials = [
+            Trial(
+                experiment_id=experiment.id,  # type: ignore[arg-type]
+                number=first_number + i,
+                exec_id=f"{experiment.name}-{first_number + i}",
+                params=dict(config),
+                queue=experiment.queue,
+            )
+            for i, config in enumerate(configs)
+        ]
+        with self.session() as s:
+            s.add_all(trials)
+            s.commit()
+            for t in trials:
+                s.refresh(t)
+        return trials
+
+    def trial(self, trial_id: int) -> Trial | None:
+        with self.session() as s:
+            return s.get(Trial, trial_id)
+
+    def trials(self, experiment_id: int, states: Iterable[str] | None = None) -> list[Trial]:
+        with self.session() as s:
+            q = select(Trial).where(Trial.experiment_id == experiment_id).order_by(Trial.number)
+            if states is not None:
+                q = q.where(Trial.state.in_(list(states)))  # type: ignore[attr-defined]
+            return list(s.exec(q))
+
+    def trial_counts(self, experiment_id: int) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.exec(
+                select(Trial.state, func.count())
+                .where(Trial.experiment_id == experiment_id)
+                .group_by(Trial.state)
+            )
+            return {state: int(n) for state, n in rows}
+
+    def metric_points(self, trial_id: int) -> list[MetricPoint]:
+        with self.session() as s:
+            q = select(MetricPoint).where(MetricPoint.trial_id == trial_id).order_by(MetricPoint.seq)
+            return list(s.exec(q))
+
+    def mark_started(
+        self, trial_id: int, attempt: int, worker: str | None, started_at: datetime | None
+    ) -> bool:
+        with self.session() as s:
+            res = s.execute(
+                update(Trial)
+                .where(Trial.id == trial_id, Trial.attempt == attempt, Trial.state == TrialState.QUEUED)
+                .values(state=TrialState.RUNNING, worker=worker, started_at=started_at or utcnow())
+            )
+            s.commit()
+            return res.rowcount == 1
+
+    def record_outcome(self, trial_id: int, attempt: int, outcome: TrialOutcome) -> bool:
+        """Finish an attempt exactly once: the CAS and its metric rows commit together."""
+        values: dict[str, Any] = {
+            "state": outcome.state,
+            "objective": outcome.objective,
+            "reason": outcome.reason,
+            "exit_code": outcome.exit_code,
+            "ended_at": outcome.ended_at or utcnow(),
+            "stdout_tail": outcome.stdout_tail,
+            "stderr_tail": outcome.stderr_tail,
+            "result_path": outcome.result_path,
+            "metrics_summary": outcome.metrics_summary,
+        }
+        if outcome.worker is not None:
+            values["worker"] = outcome.worker
+        if outcome.started_at is not None:
+            values["started_at"] = outcome.started_at
+        with self.session() as s:
+            res = s.execute(
+                update(Trial)
+                .where(Trial.id == trial_id, Trial.attempt == attempt)
+                .where(Trial.state.in_(TrialState.IN_FLIGHT))  # type: ignore[attr-defined]
+                .values(**values)
+            )
+            if res.rowcount != 1:
+                s.rollback()
+                return False
+            s.add_all(
+                MetricPoint(
+                    trial_id=trial_id, attempt=attempt, seq=p["seq"], step=p.get("step"), values=p["values"]
+                )
+                for p in outcome.points
+            )
+            s.commit()
+            return True
+
+    def cancel_queued(self, experiment_id: int, reason: str) -> list[Trial]:
+        """Cancel trials that never started; returns them (for stop flags)."""
+        with self.session() as s:
+            queued = list(
+                s.exec(
+                    select(Trial).where(
+                        Trial.experiment_id == experiment_id, Trial.state == TrialState.QUEUED
+                    )
+                )
+            )
+            done = []
+            for t in queued:
+                res = s.execute(
+                    update(Trial)
+                    .where(Trial.id == t.id, Trial.state == TrialState.QUEUED)
+                    .values(state=TrialState.CANCELLED, reason=reason, ended_at=utcnow())
+                )
+                if res.rowcount == 1:
+                    done.append(t)
+            s.commit()
+            return done
+
+    def finish_experiment(self, experiment_id: int, state: str, message: str | None = None) -> bool:
+        return self.set_experiment_state(
+            experiment_id,
+            ExperimentState.ACTIVE,
+            state,
+            finished_at=utcnow(),
+            message=message,
+            lease_owner=None,
+            lease_expires=None,
+        )

@@ -1,0 +1,39 @@
+"""The Celery app: JSON only, late acks, one task per slot, trial queues named in app.keys.
+
+`celery -A workers.celery_app worker -Q trials.cpu` works as well as `hpo worker`.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from app.config import get_settings
+
+
+def make_celery(
+    broker_url: str, *, visibility_timeout_s: int | None = None, include_tasks: bool = True
+) -> Celery:
+    settings = get_settings()
+    app = Celery("hpo", broker=broker_url, include=["workers.tasks"] if include_tasks else [])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,  # outcomes travel on the event streams, not Celery results
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue="trials.cpu",
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={
+            # Larger than any trial: a healthy long trial is never redelivered while running.
+            "visibility_timeout": visibility_timeout_s or settings.visibility_timeout_s,
+        },
+        worker_send_task_events=True,  # Flower sees tasks
+        task_send_sent_event=True,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = make_celery(get_settings().effective_broker_url)

@@ -1,0 +1,95 @@
+"""Start a trial in its own process group and kill the whole group; remember groups on disk.
+
+The registry (one file per live group under `<worker dir>/pgids`) lets `hpo run` and a restarted
+worker kill training processes that outlived a crashed worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def spawn(
+    cmd: Sequence[str], *, cwd: Path, env: Mapping[str, str], stdout: Path, stderr: Path
+) -> subprocess.Popen[bytes]:
+    with stdout.open("ab") as out, stderr.open("ab") as err:
+        return subprocess.Popen(
+            list(cmd),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,  # own session => own process group, killed as a whole
+            preexec_fn=_die_with_parent,
+        )
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def kill_group(pgid: int, grace_s: float) -> None:
+    """SIGTERM the group, wait up to `grace_s`, then SIGKILL whatever is left."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline and group_alive(pgid):
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace_s: float) -> int:
+    kill_group(proc.pid, grace_s)
+    return proc.wait()
+
+
+class GroupRegistry:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def add(self, pgid: int, label: str) -> None:
+        (self.folder / str(pgid)).write_text(label)
+
+    def remove(self, pgid: int) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            (self.folder / str(pgid)).unlink()
+
+    def kill_all(self, grace_s: float = 2.0) -> list[int]:
+        """Kill every registered group still alive; returns the ones that were."""
+        killed = []
+        for entry in self.folder.iterdir():
+            if not entry.name.isdigit():
+                continue
+            pgid = int(entry.name)
+            if group_alive(pgid):
+                kill_group(pgid, grace_s)
+                killed.append(pgid)
+            self.remove(pgid)
+        return killed

@@ -1,0 +1,267 @@
+"""Run one trial attempt: directory, config.json, environment, subprocess, logs, metrics, report.
+
+Layout (WMLA §3.1), RESULT_DIR = <worker dir>/results/<user>/batchworkdir/<exec id>:
+    _submitted_code/<model dir>/   the unpacked code; the process's cwd; config.json goes here
+    log/stdout, log/stderr          LOG_DIR: the script's output
+    checkpoint/                     CHECKPOINT_DIR
+    val_dict_list.json              written by the script
+The outcome goes back as a `finished` event on the experiment's stream; the zipped result
+directory goes to Redis under `result_key`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.config import Settings
+from app.keys import claim_key, result_key, stop_key
+from app.messages import TrialEvent, TrialTask, publish_event
+from workers import metrics
+from workers.codecache import CodeUnavailable, fetch_code
+from workers.environment import cpu_count, secrets_of, trial_env
+from workers.process import GroupRegistry, spawn, stop_process
+from workers.results import tail, zip_results
+
+
+@dataclass
+class Outcome:
+    status: str  # ok | failed | stopped
+    reason: str | None = None
+    objective: float | None = None
+    exit_code: int | None = None
+    points: list[dict[str, Any]] | None = None
+    summary: dict[str, Any] | None = None
+
+
+class TrialRunner:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Any,
+        *,
+        worker: str,
+        slot: int = 0,
+        gpu_ids: list[str] | None = None,
+        slots: int = 1,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.worker = worker
+        self.slot = slot
+        self.gpu_ids = gpu_ids or []
+        self.slots = max(slots, 1)
+        root = settings.effective_worker_dir.resolve()
+        self.cache_dir = root / "code"
+        self.results_fs = root / "results"
+        self.registry = GroupRegistry(root / "pgids")
+
+    # --- the whole attempt -----------------------------------------------------------
+    def run(self, task: TrialTask) -> TrialEvent | None:
+        """Run the attempt and publish its events; None when it was not ours to run."""
+        if not self.redis.set(claim_key(task.exec_id, task.attempt), self.worker, nx=True, ex=30 * 86400):
+            return None  # a redelivery of an attempt someone already took
+        if self.redis.get(stop_key(task.exec_id)) is not None:
+            return None  # cancelled before it started; the coordinator already recorded that
+        started = time.time()
+        publish_event(self.redis, self._event(task, "started", started_at=started))
+        result_dir = self.results_fs / (task.owner or "hpo") / "batchworkdir" / task.exec_id
+        try:
+            outcome = self._execute(task, result_dir)
+        except CodeUnavailable as exc:
+            outcome = Outcome(status="failed", reason=str(exc))
+        except Exception as exc:  # report anything unexpected instead of losing the attempt
+            outcome = Outcome(status="failed", reason=f"worker error: {type(exc).__name__}: {exc}")
+        ended = time.time()
+        log_dir = result_dir / "log"
+        stderr_tail = tail(log_dir / "stderr", self.settings.log_tail_bytes)
+        event = self._event(
+            task,
+            "finished",
+            status=outcome.status,
+            objective=outcome.objective,
+            reason=_with_tail(outcome.reason, stderr_tail) if outcome.status == "failed" else outcome.reason,
+            exit_code=outcome.exit_code,
+            started_at=started,
+            ended_at=ended,
+            points=outcome.points or [],
+            metrics_summary=outcome.summary,
+            stdout_tail=tail(log_dir / "stdout", self.settings.log_tail_bytes),
+            stderr_tail=stderr_tail,
+            result_key=self._upload(task, result_dir),
+        )
+        publish_event(self.redis, event)
+        if not self.settings.keep_trial_dirs:
+            shutil.rmtree(result_dir, ignore_errors=True)
+        return event
+
+    def _event(self, task: TrialTask, kind: str, **fields: Any) -> TrialEvent:
+        return TrialEvent(
+            kind=kind,  # type: ignore[arg-type]
+            experiment=task.experiment,
+            trial_id=task.trial_id,
+            exec_id=task.exec_id,
+            attempt=task.attempt,
+            worker=self.worker,
+            **fields,
+        )
+
+    # --- preparing and running the process -------------------------------------------
+    def _prepare(self, task: TrialTask, result_dir: Path) -> tuple[Path, dict[str, str]]:
+        if result_dir.exists():  # an earlier attempt on this machine: start clean
+            shutil.rmtree(result_dir)
+        code_root = result_dir / "_submitted_code"
+        shutil.copytree(fetch_code(self.redis, task.code, self.cache_dir), code_root)
+        cwd = code_root
+        if task.model_dir and (code_root / task.model_dir).is_dir():
+            cwd = code_root / task.model_dir
+        else:
+            entries = [p for p in code_root.iterdir()]
+            if len(entries) == 1 and entries[0].is_dir():
+                cwd = entries[0]
+        if not (cwd / task.main).is_file():
+            found = sorted(str(p.relative_to(code_root)) for p in code_root.rglob("*") if p.is_file())[:20]
+            raise CodeUnavailable(
+                f"model main {task.main!r} not found in the code archive (files: {', '.join(found)})"
+            )
+        (cwd / "config.json").write_text(json.dumps(task.params, indent=1))
+        log_dir = result_dir / "log"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        (result_dir / "checkpoint").mkdir(exist_ok=True)
+        data_fs = self.settings.effective_data_fs.resolve()
+        user = task.owner or os.environ.get("USER", "hpo")
+        wmla = {
+            "RESULT_DIR": str(result_dir),
+            "LOG_DIR": str(log_dir),
+            "CHECKPOINT_DIR": str(result_dir / "checkpoint"),
+            "DATA_DIR": str(data_fs / task.data_path if task.data_path else data_fs),
+            "DLI_DATA_FS": str(data_fs),
+            "DLI_RESULT_FS": str(self.results_fs),
+            "DLI_EXECID": task.exec_id,
+            "APP_ID": task.exec_id,
+            "DLI_WORK_DIR": str(code_root),
+            "MODEL_FILE_LOCATION": str(code_root),
+            "USER": user,
+            "DLI_SUBMIT_USERNAME": user,
+        }
+        env = trial_env(
+            os.environ,
+            secrets=secrets_of([self.settings.broker_url, self.settings.database_url]),
+            wmla=wmla,
+            cuda_visible_devices=_devices(self.gpu_ids, self.slot, task.gpus),
+            extra=task.env,
+            threads=cpu_count() // self.slots,
+        )
+        return cwd, env
+
+    def _execute(self, task: TrialTask, result_dir: Path) -> Outcome:
+        cwd, env = self._prepare(task, result_dir)
+        python = self.settings.worker_python or sys.executable
+        log_dir = result_dir / "log"
+        proc = spawn(
+            [python, task.main, *task.args],
+            cwd=cwd,
+            env=env,
+            stdout=log_dir / "stdout",
+            stderr=log_dir / "stderr",
+        )
+        self.registry.add(proc.pid, task.exec_id)
+        try:
+            with _kill_on_terminate(proc, self.settings.kill_grace_s):
+                stopped, code = self._wait(task, proc)
+        finally:
+            stop_process(proc, 0.5)  # leftovers of the group (e.g. data loader workers)
+            self.registry.remove(proc.pid)
+        if stopped is not None:
+            status = "failed" if stopped == "timeout" else "stopped"
+            return Outcome(status=status, reason=_stop_reason(task, stopped), exit_code=code)
+        return self._read_results(task, result_dir, code)
+
+    def _wait(self, task: TrialTask, proc: Any) -> tuple[str | None, int]:
+        """(why it was stopped or None, exit code)."""
+        deadline = time.monotonic() + task.timeout_s if task.timeout_s else None
+        poll = max(self.settings.stop_poll_s, 0.05)
+        while True:
+            with contextlib.suppress(Exception):
+                return None, proc.wait(timeout=poll)
+            flag = self.redis.get(stop_key(task.exec_id))
+            if flag is not None:
+                why = flag.decode() if isinstance(flag, bytes) else str(flag)
+                return why, stop_process(proc, self.settings.kill_grace_s)
+            if deadline is not None and time.monotonic() > deadline:
+                return "timeout", stop_process(proc, self.settings.kill_grace_s)
+
+    def _read_results(self, task: TrialTask, result_dir: Path, code: int) -> Outcome:
+        try:
+            points = metrics.load_points(result_dir)
+        except metrics.MetricsError as exc:
+            reason = f"training script exited with code {code}" if code != 0 else str(exc)
+            return Outcome(status="failed", reason=reason, exit_code=code)
+        rows, summary = metrics.point_rows(points), metrics.summarize(points)
+        if code != 0:
+            return Outcome(
+                status="failed",
+                reason=f"training script exited with code {code}",
+                exit_code=code,
+                points=rows,
+                summary=summary,
+            )
+        try:
+            objective = metrics.reduce_objective(points, task.objective_metric, task.direction)
+        except metrics.MetricsError as exc:
+            return Outcome(status="failed", reason=str(exc), exit_code=code, points=rows, summary=summary)
+        return Outcome(status="ok", objective=objective, exit_code=code, points=rows, summary=summary)
+
+    def _upload(self, task: TrialTask, result_dir: Path) -> str | None:
+        if not result_dir.exists():
+            return None
+        data, _ = zip_results(result_dir, self.settings.result_max_bytes)
+        key = result_key(task.exec_id, task.attempt)
+        self.redis.set(key, data, ex=self.settings.result_ttl_s)
+        return key
+
+
+def _devices(gpu_ids: list[str], slot: int, gpus: int) -> str:
+    from workers.gpus import slot_devices
+
+    return slot_devices(gpu_ids, slot, gpus)
+
+
+def _stop_reason(task: TrialTask, why: str) -> str:
+    if why == "timeout":
+        return f"trial timed out after {task.timeout_s:g} s"
+    return f"stopped: {why}"
+
+
+def _with_tail(reason: str | None, stderr_tail: str, lines: int = 15) -> str | None:
+    if reason is None or not stderr_tail.strip():
+        return reason
+    last = "\n".join(stderr_tail.rstrip().splitlines()[-lines:])
+    return f"{reason}\n--- last lines of stderr ---\n{last}"
+
+
+@contextlib.contextmanager
+def _kill_on_terminate(proc: Any, grace_s: float):  # type: ignore[no-untyped-def]
+    """If this worker process is told to terminate, take the trial's process group with it."""
+
+    def handler(signum: int, _frame: Any) -> None:
+        stop_process(proc, grace_s)
+        raise SystemExit(128 + signum)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
