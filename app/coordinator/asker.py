@@ -50,8 +50,10 @@ class Asker:
 
     def close(self) -> None:
         if self._pool is not None:
+            processes = list((getattr(self._pool, "_processes", None) or {}).values())
             self._pool.shutdown(wait=False, cancel_futures=True)
-            for proc in list(getattr(self._pool, "_processes", {}).values()):
+            for proc in processes:  # an ask in progress is abandoned, not awaited
                 if proc.is_alive():
                     proc.kill()
+                    proc.join(timeout=5)
             self._pool = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 
 from app.optimizers.base import Observation, Optimizer
-from app.optimizers.settings import parse_settings
+from app.optimizers.settings import RandomSettings, parse_settings
 from app.spec.model import ExperimentSpec
 
 _REGISTRY: dict[str, str] = {
@@ -19,7 +19,12 @@ _REGISTRY: dict[str, str] = {
     "grid": "app.optimizers.grid:GridSearch",
 }
 
-__all__ = ["Observation", "Optimizer", "available", "create_optimizer", "optimizer_class"]
+__all__ = ["Observation", "Optimizer", "available", "create_optimizer", "optimizer_class", "register"]
+
+
+def register(name: str, target: str) -> None:
+    """Make `name` resolve to "module:Class" (used by plugins and tests)."""
+    _REGISTRY[name] = target
 
 
 def available() -> list[str]:
@@ -38,11 +43,11 @@ def create_optimizer(spec: ExperimentSpec, seed: int) -> Optimizer:
     """A fresh optimizer for `spec`; settings were validated when the spec was parsed."""
     cls = optimizer_class(spec.algorithm.name)
     settings, problems, _ = parse_settings(spec.algorithm.name, spec.algorithm.params, spec.limits.max_trials)
-    if settings is None:
+    if problems:
         raise ValueError(f"invalid algoParams: {problems}")
     return cls(
         spec.space,
-        settings,
+        settings or RandomSettings(),
         seed=seed,
         max_trials=spec.limits.max_trials,
         experiments=spec.experiments,

@@ -1,0 +1,72 @@
+"""Algorithm names and settings checks shared by both spec forms.
+
+Built-in names are matched case-insensitively (`ExperimentGridSearch` -> `grid`). Plugins are
+added later by putting their names into `EXTRA_ALGORITHMS` (the plugin registry does that); their
+`algoParams` are passed through unchecked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from app.optimizers.settings import SETTINGS_CLASSES, parse_settings
+from app.spec.errors import Problem
+from app.spec.model import ALGORITHM_DISPLAY
+
+# lower-case spelling -> canonical name
+ALGORITHM_ALIASES: dict[str, str] = {
+    "random": "random",
+    "tpe": "tpe",
+    "bayesian": "bayesian",
+    "experimentgridsearch": "grid",
+    "grid": "grid",
+    "hyperband": "hyperband",
+}
+
+# Installed plugin algorithms (names as registered). A later plugin registry extends this set.
+EXTRA_ALGORITHMS: set[str] = set()
+
+
+def canonical_algorithm(name: str) -> str | None:
+    """The canonical name of a built-in or installed algorithm, None when unknown."""
+    key = name.strip().lower()
+    if key in ALGORITHM_ALIASES:
+        return ALGORITHM_ALIASES[key]
+    for extra in EXTRA_ALGORITHMS:
+        if extra.lower() == key:
+            return extra
+    return None
+
+
+def unknown_algorithm(name: str) -> str:
+    builtin = "Random, TPE, Bayesian, Hyperband, ExperimentGridSearch"
+    extra = f"; installed: {', '.join(sorted(EXTRA_ALGORITHMS))}" if EXTRA_ALGORITHMS else ""
+    return f"unknown algorithm {name!r}; built-in: {builtin}{extra}"
+
+
+def display(algorithm: str) -> str:
+    return ALGORITHM_DISPLAY.get(algorithm, algorithm)
+
+
+def check_params(
+    algorithm: str,
+    params: dict[str, str],
+    max_trials: int | None,
+    locate: Callable[[str], str],
+    problems: list[Problem],
+    warnings: list[str],
+    label: Callable[[str], str] | None = None,
+) -> None:
+    """Validate the settings of a built-in searcher; `locate(name)` gives a param's problem path,
+    `label(name)` how a warning names it (default: the same path).
+
+    Unused params become warnings (IBM's own payloads carry leftovers). Hyperband and plugin
+    params are not checked here.
+    """
+    if algorithm not in SETTINGS_CLASSES:
+        return
+    _, bad, unused = parse_settings(algorithm, params, max_trials)
+    for name, message in bad:
+        problems.append(Problem(locate(name), message))
+    for name in unused:
+        warnings.append(f"ignored {(label or locate)(name)}: not used by {display(algorithm)}")

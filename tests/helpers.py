@@ -1,0 +1,133 @@
+"""Shared test helpers: build specs, submit and drive experiments with a real coordinator."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from app.codepack import pack_directory
+from app.config import Settings
+from app.coordinator.dispatch import Publisher
+from app.coordinator.loop import Coordinator
+from app.experiments import submit
+from app.optimizers.base import Optimizer
+from app.space import Config
+from app.spec import ExperimentSpec, parse_spec
+from app.store.artifacts import FileArtifactStore
+from app.store.models import Experiment, Trial
+from app.store.repository import Store
+from workers.celery_app import make_celery
+
+FIXTURES = Path(__file__).parent / "fixtures"
+QUAD = FIXTURES / "quad"
+
+
+def quad_spec(**overrides: Any) -> ExperimentSpec:
+    """A native spec over the quad fixture; keyword arguments override top-level keys."""
+    data: dict[str, Any] = {
+        "model": {"main": "train.py", "args": ["--flag", "value with space"]},
+        "algorithm": {"name": "random", "seed": 1},
+        "objective": {"metric": "loss", "direction": "minimize"},
+        "max_trials": 6,
+        "max_parallel": 2,
+        "space": {
+            "x": {"type": "float", "low": 0.0, "high": 1.0},
+            "y": {"type": "float", "low": 0.0, "high": 1.0},
+            "c": {"type": "categorical", "choices": ["a", "b"]},
+        },
+    }
+    data.update(overrides)
+    return parse_spec(data)
+
+
+def submit_quad(store: Store, spec: ExperimentSpec, code_dir: Path = QUAD) -> Experiment:
+    top = spec.model.model_dir or "quad"
+    spec = spec.with_model_dir(top)
+    return submit(store, spec, pack_directory(code_dir, top), f"{top}.modelDir.tar")
+
+
+def make_coordinator(store: Store, settings: Settings, only: Sequence[int] | None = None) -> Coordinator:
+    assert settings.broker_url
+    client = redis.Redis.from_url(settings.broker_url)
+    publisher = Publisher(make_celery(settings.broker_url, include_tasks=False), client, store)
+    return Coordinator(
+        store, client, publisher, FileArtifactStore(settings.artifacts_dir), settings, only=only
+    )
+
+
+def drive(
+    store: Store, settings: Settings, experiment_ids: Sequence[int], timeout_s: float = 90
+) -> Coordinator:
+    """Run a coordinator until every listed experiment ended; fail loudly on a timeout."""
+    coord = make_coordinator(store, settings, experiment_ids)
+    deadline = time.monotonic() + timeout_s
+    try:
+        coord.run(
+            should_stop=lambda: set(experiment_ids) <= set(coord.finished) or time.monotonic() > deadline
+        )
+    finally:
+        coord.close()
+    missing = set(experiment_ids) - set(coord.finished)
+    if missing:
+        states = {i: (store.experiment(i).state, store.trial_counts(i)) for i in missing}  # type: ignore[union-attr]
+        raise TimeoutError(f"experiments did not finish in {timeout_s}s: {states}")
+    return coord
+
+
+def max_concurrency(trials: Sequence[Trial]) -> int:
+    """Largest number of trials whose [started_at, ended_at] intervals overlap."""
+    edges = []
+    for t in trials:
+        if t.started_at and t.ended_at:
+            edges += [(t.started_at.timestamp(), 1), (t.ended_at.timestamp(), -1)]
+    level = peak = 0
+    for _, delta in sorted(edges, key=lambda e: (e[0], e[1])):
+        level += delta
+        peak = max(peak, level)
+    return peak
+
+
+def processes_mentioning(text: str) -> list[tuple[int, str]]:
+    """Live processes whose command line, environment or cwd mention `text` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            environ = (entry / "environ").read_bytes().decode(errors="replace")
+            cwd = os.readlink(entry / "cwd")
+            state = (entry / "stat").read_text().split(")")[-1].split()[0]
+        except (OSError, ValueError):
+            continue
+        if state == "Z":
+            continue
+        if text in cmdline or text in environ or text in cwd:
+            found.append((int(entry.name), cmdline))
+    return found
+
+
+def kill_all(pids: Sequence[tuple[int, str]]) -> None:
+    for pid, _ in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class SlowOptimizer(Optimizer):
+    """Random proposals after a long think: stands in for a GP fit in isolation tests."""
+
+    name = "slow"
+    blocking = True
+    think_s = 4.0
+
+    def ask(self, n: int, running: Sequence[Config] = ()) -> list[Config]:
+        time.sleep(self.think_s)
+        return [self.space.sample(self.rng_for(len(self.proposed) + i)) for i in range(n)]

@@ -1,0 +1,258 @@
+"""End to end with the real Redis, a real Celery worker process and real subprocess trials."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+
+import pytest
+
+from app.config import Settings
+from app.local_workers import LocalWorker
+from app.optimizers import register
+from app.spec.model import Algorithm, ResourceRequest
+from app.store.models import ExperimentState, TrialState
+from app.store.repository import Store
+from tests.conftest import start_worker
+from tests.helpers import drive, make_coordinator, max_concurrency, quad_spec, submit_quad
+
+pytestmark = pytest.mark.usefixtures("cpu_worker")
+
+SLEEPY = {"sleep": {"type": "categorical", "choices": [0.4]}}
+
+
+def _space(**extra):
+    return {
+        "x": {"type": "float", "low": 0.0, "high": 1.0},
+        "y": {"type": "float", "low": 0.0, "high": 1.0, "step": 0.05},
+        "c": {"type": "categorical", "choices": ["a", "b"]},
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    "algorithm",
+    [
+        {"name": "random", "seed": 3},
+        {"name": "tpe", "seed": 3, "warm_up": 3},
+        {"name": "bayesian", "seed": 3, "init_points": 3},
+    ],
+    ids=lambda a: a["name"],
+)
+def test_searcher_runs_exactly_max_trials_at_full_parallelism(
+    store: Store, settings: Settings, algorithm
+) -> None:
+    spec = quad_spec(algorithm=algorithm, max_trials=8, max_parallel=3, space=_space(**SLEEPY))
+    exp = submit_quad(store, spec)
+    drive(store, settings, [exp.id])
+
+    exp = store.experiment(exp.id)
+    trials = store.trials(exp.id)
+    assert exp.state == ExperimentState.FINISHED
+    assert exp.message == "maxJobNum reached"
+    assert len(trials) == 8
+    assert [t.state for t in trials] == [TrialState.FINISHED] * 8
+    assert max_concurrency(trials) == 3  # reaches maxParalleJobNum and never exceeds it
+    assert all(spec.space.problems(t.params | {}) == [] for t in trials)
+    best = min(trials, key=lambda t: t.objective)
+    assert exp.best_trial_id == best.id and exp.best_value == pytest.approx(best.objective)
+    assert all(t.started_at <= t.ended_at for t in trials)
+    assert len(store.metric_points(best.id)) == 3  # every point of val_dict_list.json stored
+
+
+def test_grid_runs_listed_experiments_up_to_max_trials(store: Store, settings: Settings) -> None:
+    experiments = [{"x": i / 10, "y": 0.5, "c": "a", "sleep": 0.3} for i in range(8)]
+    spec = quad_spec(algorithm="grid", experiments=experiments, max_trials=6, max_parallel=2)
+    exp = submit_quad(store, spec)
+    drive(store, settings, [exp.id])
+    trials = store.trials(exp.id)
+    assert [t.params for t in trials] == experiments[:6]
+    assert all(t.state == TrialState.FINISHED for t in trials)
+    assert max_concurrency(trials) == 2
+
+
+def test_grid_ends_when_the_list_is_exhausted(store: Store, settings: Settings) -> None:
+    experiments = [{"x": 0.1}, {"x": 0.3, "y": 0.7}, {"x": 0.9, "c": "b"}]
+    exp = submit_quad(
+        store, quad_spec(algorithm="grid", experiments=experiments, max_trials=None, max_parallel=2)
+    )
+    drive(store, settings, [exp.id])
+    exp = store.experiment(exp.id)
+    assert exp.message == "search space exhausted"
+    assert [t.params for t in store.trials(exp.id)] == experiments
+    assert store.trial(exp.best_trial_id).params == {"x": 0.3, "y": 0.7}
+
+
+def test_failing_trials_are_failed_with_reasons_and_excluded_from_best(
+    store: Store, settings: Settings
+) -> None:
+    modes = ["exit1", "noresult", "nometric", "nan", "ok", "ok"]
+    experiments = [{"mode": m, "x": 0.3, "y": 0.7 if i == 5 else 0.0} for i, m in enumerate(modes)]
+    exp = submit_quad(
+        store, quad_spec(algorithm="grid", experiments=experiments, max_trials=None, max_parallel=3)
+    )
+    drive(store, settings, [exp.id])
+
+    exp = store.experiment(exp.id)
+    trials = store.trials(exp.id)
+    assert exp.state == ExperimentState.FINISHED
+    assert [t.state for t in trials] == [TrialState.FAILED] * 4 + [TrialState.FINISHED] * 2
+    reasons = [t.reason for t in trials[:4]]
+    assert "exited with code 1" in reasons[0] and "boom: failing on purpose" in reasons[0]
+    assert "val_dict_list.json was not written" in reasons[1]
+    assert "metric 'loss' missing" in reasons[2]
+    assert "metric 'loss' is nan" in reasons[3]
+    assert all(t.objective is None for t in trials[:4])
+    assert exp.best_trial_id == trials[5].id
+
+
+def test_maximize_picks_the_largest_metric(store: Store, settings: Settings) -> None:
+    spec = quad_spec(objective={"metric": "score", "direction": "maximize"}, max_trials=6, max_parallel=3)
+    exp = submit_quad(store, spec)
+    drive(store, settings, [exp.id])
+    trials = store.trials(exp.id)
+    best = max(trials, key=lambda t: t.objective)
+    assert store.experiment(exp.id).best_trial_id == best.id
+    assert best.objective == pytest.approx(max(p.values["score"] for p in store.metric_points(best.id)))
+
+
+def test_max_run_time_stops_new_trials(store: Store, settings: Settings) -> None:
+    spec = quad_spec(
+        max_trials=None,
+        max_parallel=2,
+        max_minutes=0.05,
+        space=_space(sleep={"type": "categorical", "choices": [1.0]}),
+    )
+    exp = submit_quad(store, spec)
+    drive(store, settings, [exp.id])
+
+    exp = store.experiment(exp.id)
+    trials = store.trials(exp.id)
+    deadline = exp.started_at.timestamp() + 3.0
+    assert exp.state == ExperimentState.FINISHED and exp.message == "maxRunTime reached"
+    assert 2 <= len(trials) <= 10
+    assert all(t.created_at.timestamp() <= deadline + 0.1 for t in trials)  # none created after it
+    assert all(t.state in (TrialState.FINISHED, TrialState.CANCELLED) for t in trials)
+    # running trials were allowed to finish (WMLA behaviour): the experiment ends after them
+    assert exp.finished_at.timestamp() >= max(t.ended_at.timestamp() for t in trials)
+
+
+def test_kill_on_timeout_stops_running_trials(store: Store, settings: Settings) -> None:
+    spec = quad_spec(
+        max_trials=None,
+        max_parallel=2,
+        max_minutes=0.03,
+        kill_on_timeout=True,
+        space=_space(mode={"type": "categorical", "choices": ["hang"]}),
+    )
+    exp = submit_quad(store, spec)
+    started = time.monotonic()
+    drive(store, settings, [exp.id], timeout_s=40)
+    assert time.monotonic() - started < 30
+    trials = store.trials(exp.id)
+    assert {t.state for t in trials} <= {TrialState.FAILED, TrialState.CANCELLED}
+    assert any("maxRunTime reached" in (t.reason or "") for t in trials)
+
+
+def test_trial_timeout_fails_the_trial_and_the_experiment_goes_on(store: Store, settings: Settings) -> None:
+    experiments = [{"mode": "hang"}, {"x": 0.3, "y": 0.7}]
+    spec = quad_spec(algorithm="grid", experiments=experiments, max_trials=None, trial_timeout=1.5)
+    exp = submit_quad(store, spec)
+    drive(store, settings, [exp.id])
+    hung, ok = store.trials(exp.id)
+    assert hung.state == TrialState.FAILED and "timed out after 1.5 s" in hung.reason
+    assert ok.state == TrialState.FINISHED
+
+
+def test_trial_sees_the_wmla_contract_and_none_of_our_settings(store: Store, settings: Settings) -> None:
+    spec = quad_spec(
+        algorithm="grid",
+        experiments=[{"x": 0.25, "c": "b"}],
+        model={
+            "main": "train.py",
+            "dir": "mymodel",
+            "args": ["--epochs", "3", "two words"],
+            "data_path": "sets/a",
+        },
+        env={"EXTRA": "yes"},
+    )
+    exp = submit_quad(store, spec)
+    drive(store, settings, [exp.id])
+    (trial,) = store.trials(exp.id)
+    assert trial.state == TrialState.FINISHED
+    assert trial.exec_id == f"{exp.name}-0"
+    assert "config {'x': 0.25, 'c': 'b'}" in trial.stdout_tail
+    archive = zipfile.ZipFile(io.BytesIO((settings.artifacts_dir / trial.result_path).read_bytes()))
+    assert {"val_dict_list.json", "probe.json", "log/stdout", "log/stderr"} <= set(archive.namelist())
+    assert not any(n.startswith("_submitted_code") for n in archive.namelist())
+    probe = json.loads(archive.read("probe.json"))
+    env = probe["env"]
+    assert probe["argv"] == ["--epochs", "3", "two words"]
+    assert probe["cwd"] == env["RESULT_DIR"] + "/_submitted_code/mymodel"
+    assert env["RESULT_DIR"].endswith(f"/batchworkdir/{trial.exec_id}")
+    assert env["LOG_DIR"] == env["RESULT_DIR"] + "/log"
+    assert env["DATA_DIR"] == env["DLI_DATA_FS"] + "/sets/a"
+    assert env["DLI_EXECID"] == trial.exec_id
+    assert env["CUDA_VISIBLE_DEVICES"] == ""
+    assert env["EXTRA"] == "yes"
+    assert not [k for k in env if k.startswith(("HPO_", "CELERY"))]
+    assert not [k for k, v in env.items() if settings.broker_url in v]
+
+
+def test_two_resource_classes_land_only_on_their_workers(
+    store: Store, settings: Settings, redis_url: str, tmp_path
+) -> None:
+    gpu_worker: LocalWorker = start_worker(redis_url, tmp_path / "gpu", "test-a100@%h", ["trials.a100.x1"], 2)
+    try:
+        cpu = submit_quad(store, quad_spec(max_trials=6, max_parallel=2, space=_space(**SLEEPY)))
+        gpu_spec = quad_spec(
+            max_trials=6, max_parallel=2, space=_space(**SLEEPY), resources={"gpu_type": "a100", "gpus": 1}
+        )
+        assert gpu_spec.resources == ResourceRequest(gpu_type="a100", gpus=1)
+        gpu = submit_quad(store, gpu_spec)
+        drive(store, settings, [cpu.id, gpu.id])
+    finally:
+        gpu_worker.stop()
+    cpu_trials, gpu_trials = store.trials(cpu.id), store.trials(gpu.id)
+    assert store.experiment(gpu.id).queue == "trials.a100.x1"
+    assert all(t.worker.startswith("test-cpu@") for t in cpu_trials)
+    assert all(t.worker.startswith("test-a100@") for t in gpu_trials)
+    assert all(t.state == TrialState.FINISHED for t in cpu_trials + gpu_trials)
+    # the two ran at the same time
+    assert min(t.ended_at for t in gpu_trials) > min(t.started_at for t in cpu_trials)
+    assert min(t.ended_at for t in cpu_trials) > min(t.started_at for t in gpu_trials)
+
+
+def test_results_wait_in_the_broker_while_no_coordinator_runs(store: Store, settings: Settings) -> None:
+    spec = quad_spec(
+        max_trials=4, max_parallel=2, space=_space(sleep={"type": "categorical", "choices": [0.5]})
+    )
+    exp = submit_quad(store, spec)
+    first = make_coordinator(store, settings, [exp.id])
+    first.run(
+        should_stop=lambda: (
+            store.trial_counts(exp.id).get(TrialState.QUEUED, 0) + len(store.trials(exp.id)) >= 2
+        )
+    )
+    first.close()  # gone while its two trials run and report
+    time.sleep(2.0)
+    assert {t.state for t in store.trials(exp.id)} <= {TrialState.QUEUED, TrialState.RUNNING}
+    drive(store, settings, [exp.id])
+    trials = store.trials(exp.id)
+    assert len(trials) == 4 and all(t.state == TrialState.FINISHED for t in trials)
+
+
+def test_slow_optimizer_does_not_hold_up_another_experiment(store: Store, settings: Settings) -> None:
+    register("slow", "tests.helpers:SlowOptimizer")
+    slow_spec = quad_spec(max_trials=2, max_parallel=1)
+    slow_spec = slow_spec.model_copy(update={"algorithm": Algorithm(name="slow")})
+    slow = submit_quad(store, slow_spec)
+    fast = submit_quad(store, quad_spec(max_trials=10, max_parallel=2))
+    drive(store, settings, [slow.id, fast.id], timeout_s=60)
+    fast_exp = store.experiment(fast.id)
+    slow_trials = store.trials(slow.id)
+    assert len(store.trials(fast.id)) == 10 and len(slow_trials) == 2
+    # all ten fast trials were done before the slow searcher's first answer (a 4 s "fit")
+    assert fast_exp.finished_at < slow_trials[0].created_at
