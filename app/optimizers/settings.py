@@ -94,7 +94,9 @@ _FIELDS: dict[str, tuple[Callable[[str], Any], Callable[[Any, int | None], None]
     "noiseless": (_bool, lambda v, m: None),
     "cube_size": (
         _int,
-        lambda v, m: _check(v >= max(m or 1, 1), f"must be at least maxJobNum ({m})" if m else "must be >= 1"),
+        lambda v, m: _check(
+            v >= max(m or 1, 1), f"must be at least maxJobNum ({m})" if m else "must be >= 1"
+        ),
     ),
 }
 
