@@ -1,0 +1,78 @@
+"""Coordinator decisions: how many trials to start, when an experiment is done."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+
+from app.coordinator.runtime import ExperimentRuntime
+from app.optimizers.random_search import RandomSearch
+from app.optimizers.settings import RandomSettings
+from app.store.models import Experiment, Trial, TrialState
+from tests.helpers import quad_spec
+
+
+def _rt(**overrides) -> ExperimentRuntime:
+    spec = quad_spec(**overrides)
+    exp = Experiment(id=1, name="e", algorithm="random", spec={}, queue="trials.cpu", objective_metric="loss",
+                     direction=spec.objective.direction)  # fmt: skip
+    opt = RandomSearch(spec.space, RandomSettings(), seed=1)
+    return ExperimentRuntime(experiment=exp, spec=spec, optimizer=opt, started_at=1000.0)
+
+
+def _trial(i: int) -> Trial:
+    return Trial(id=i, experiment_id=1, number=i, exec_id=f"e-{i}", params={"x": i}, queue="trials.cpu")
+
+
+def test_fills_free_slots_within_the_budget() -> None:
+    rt = _rt(max_trials=5, max_parallel=3)
+    assert rt.wanted(1000.0) == 3
+    rt.in_flight = {1: _trial(1), 2: _trial(2)}
+    rt.created = 4
+    assert rt.wanted(1000.0) == 1  # one slot free, one trial of budget left
+    rt.created = 5
+    assert rt.wanted(1000.0) == 0
+    assert not rt.done(1000.0)  # two still running
+    rt.in_flight = {}
+    assert rt.done(1000.0) and rt.end_message(1000.0) == "maxJobNum reached"
+
+
+def test_sync_batches_wait_for_the_whole_batch() -> None:
+    rt = _rt(max_trials=10, max_parallel=3, sync_batches=True)
+    rt.in_flight = {1: _trial(1)}
+    assert rt.wanted(1000.0) == 0
+    rt.in_flight = {}
+    assert rt.wanted(1000.0) == 3
+
+
+def test_deadline_stops_new_trials_and_ends_after_running_ones() -> None:
+    rt = _rt(max_trials=None, max_parallel=2, max_minutes=1)
+    assert rt.wanted(1059.0) == 2
+    rt.in_flight = {1: _trial(1)}
+    assert rt.wanted(1060.0) == 0 and not rt.done(1060.0)
+    rt.in_flight = {}
+    assert rt.done(1060.0) and rt.end_message(1060.0) == "maxRunTime reached"
+
+
+def test_pending_ask_and_searcher_waiting_block_the_end() -> None:
+    rt = _rt(max_trials=None, max_parallel=2)
+    rt.asking = Future()
+    assert not rt.done(0) and rt.wanted(0) == 2
+    rt.asking = None
+    rt.wait_for_result = True
+    assert rt.wanted(0) == 0
+    rt.exhausted = True
+    assert rt.done(0) and rt.end_message(0) == "search space exhausted"
+
+
+def test_observe_tracks_best_in_the_objective_direction() -> None:
+    rt = _rt(objective={"metric": "score", "direction": "maximize"})
+    for i, value in enumerate([0.2, 0.9, 0.5]):
+        t = _trial(i)
+        rt.in_flight[i] = t
+        obs = rt.observe(t, TrialState.FINISHED, value)
+        assert obs.loss == -value  # optimizers always minimise
+    failed = _trial(7)
+    rt.in_flight[7] = failed
+    assert rt.observe(failed, TrialState.FAILED, None).loss is None
+    assert rt.best_value == 0.9 and rt.best_trial_id == 1
+    assert rt.counts.finished == 3 and rt.counts.failed == 1 and not rt.in_flight
