@@ -118,6 +118,15 @@ class _Display:
         )
         self.task = self.progress.add_task("trials", total=total, status="starting")
 
+    def final(self, summary: dict[str, Any]) -> None:
+        t = summary["trials"]
+        best = "-" if summary["best"] is None else f"{summary['best']['metricVal']:.6g}"
+        status = f"{summary['state'].lower()}  failed {t['failed']}  best ({self.direction}) {best}"
+        self.progress.update(
+            self.task, completed=t["finished"] + t["failed"] + t["early_stopped"], status=status
+        )
+        self.progress.refresh()
+
     def update(self, coordinator: Coordinator) -> None:
         rt = coordinator.runtimes.get(self.exp_id)
         if rt is None:
@@ -139,7 +148,7 @@ def _print_human(
     if summary["best"] is None:
         console.print("no trial finished successfully")
         return
-    table = Table(title=f"best hyperparameters (metric {summary['best']['metricVal']:.6g})")
+    table = Table(title=f"best: {summary['best']['metricVal']:.6g}", title_justify="left")
     table.add_column("name")
     table.add_column("value")
     for k, v in summary["best"]["hyperParameters"].items():
@@ -234,6 +243,9 @@ def run(options: RunOptions, settings: Settings) -> int:
                 deadline = time.monotonic() + options.drain_s
                 with contextlib.suppress(KeyboardInterrupt):
                     coordinator.run(should_stop=lambda: finished() or time.monotonic() > deadline)
+            final = store.experiment(exp.id)  # type: ignore[arg-type]
+            if final is not None:
+                display.final(run_summary(store, final))
         for line in worker_lost:
             err.print(f"error: {line}", markup=False)
 
