@@ -181,3 +181,19 @@ def test_uses_the_broker_named_by_hpo_broker_url(tmp_path: Path, redis_url: str)
     assert proc.returncode == 0, proc.stderr
     assert not (home / "redis").exists()  # no private Redis was started
     assert json.loads(proc.stdout.splitlines()[-1])["trials"]["finished"] == 6
+
+
+def test_ibm_payload_runs_unchanged_with_cpu_flag(tmp_path: Path) -> None:
+    """IBM's learning-journey Random payload, its script replaced by a stand-in of the same name."""
+    payload = (
+        Path(__file__).parent.parent / "fixtures/wmla/hpo_submit_random_pytorch_mnist_learning_journey.json"
+    )
+    model = tmp_path / "pytorch_hpo"
+    model.mkdir()
+    shutil.copy(QUAD / "train.py", model / "pytorch_mnist_HPO.py")
+    proc = _hpo(tmp_path, str(payload), "--model-dir", str(model), "--cpu", "--json", timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["trials"]["finished"] == 10  # maxJobNum 10
+    assert set(summary["best"]["hyperParameters"]) == {"learning_rate"}
+    assert 0.001 <= summary["best"]["hyperParameters"]["learning_rate"] <= 0.1

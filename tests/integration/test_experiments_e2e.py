@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import time
 import zipfile
@@ -256,3 +257,16 @@ def test_slow_optimizer_does_not_hold_up_another_experiment(store: Store, settin
     assert len(store.trials(fast.id)) == 10 and len(slow_trials) == 2
     # all ten fast trials were done before the slow searcher's first answer (a 4 s "fit")
     assert fast_exp.finished_at < slow_trials[0].created_at
+
+
+def test_sync_batches_start_the_next_batch_only_after_the_whole_batch(
+    store: Store, settings: Settings
+) -> None:
+    sleeps = {"sleep": {"type": "categorical", "choices": [0.2, 0.8]}}
+    spec = quad_spec(max_trials=9, max_parallel=3, sync_batches=True, space=_space(**sleeps))
+    exp = submit_quad(store, spec)
+    drive(store, settings, [exp.id])
+    trials = store.trials(exp.id)
+    batches = [trials[i : i + 3] for i in range(0, 9, 3)]
+    for before, after in itertools.pairwise(batches):
+        assert min(t.created_at for t in after) >= max(t.ended_at for t in before)
