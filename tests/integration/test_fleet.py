@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from base64 import b64encode
 from pathlib import Path
 
 import pytest
@@ -50,3 +54,38 @@ def test_coordinator_process_drives_submitted_experiments(
         proc.wait(timeout=30)
         log.close()
     assert proc.returncode == 0
+
+
+def test_flower_shows_the_trial_queues_behind_basic_auth(tmp_path: Path, redis_url: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPO_")}
+    env.update(HPO_BROKER_URL=redis_url, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "flower", "--port", str(port), "--basic-auth", "admin:pw"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/api/queues/length"
+    try:
+        body, status = None, None
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and body is None:
+            time.sleep(0.3)
+            try:
+                urllib.request.urlopen(url, timeout=2)
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+                request = urllib.request.Request(
+                    url, headers={"Authorization": "Basic " + b64encode(b"admin:pw").decode()}
+                )
+                body = urllib.request.urlopen(request, timeout=5).read().decode()
+            except OSError:
+                continue
+        assert status == 401  # the API needs the credentials
+        assert "trials.cpu" in body
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
