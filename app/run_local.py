@@ -174,6 +174,9 @@ def run(options: RunOptions, settings: Settings) -> int:
     if spec.limits.max_trials is None and spec.limits.max_run_time_s is None and spec.space.size is None:
         err.print("warning: neither maxJobNum nor maxRunTime is set: this runs until Ctrl-C", markup=False)
 
+    if options.workers == 0 and settings.broker_url is None:
+        err.print("error: --workers 0 leaves nothing to run trials: set HPO_BROKER_URL to use remote workers")
+        return EXIT_USAGE
     home = settings.home.resolve()
     settings = settings.model_copy(update={"home": home})
     engine = make_engine(settings.effective_database_url)

@@ -40,7 +40,7 @@ class TPESettings(BaseModel):
     seed: int | None = None
     warm_up: int = 10  # WMLA default 20
     ei_candidates: int = 24  # WMLA default 24
-    good_ratio: float = 0.25  # WMLA default 0.25
+    good_ratio: float = 0.2  # WMLA default 0.25
     good_max: int = 25  # WMLA default 25
 
 
