@@ -80,6 +80,11 @@ class Optimizer(ABC):
         size = self.space.size
         return None if size is None else max(size - len(self._seen), 0)
 
+    def all_taken(self, taken: set[tuple]) -> bool:
+        """True when a finite space has nothing left: every configuration proposed or running."""
+        size = self.space.size
+        return size is not None and len(self._seen | taken) >= size
+
     def random_unseen(self, rng: np.random.Generator, taken: set[tuple], tries: int = 64) -> Config:
         """A random configuration, avoiding `taken` and earlier proposals while alternatives remain."""
         size = self.space.size

@@ -15,6 +15,8 @@ class RandomSearch(Optimizer):
         out: list[Config] = []
         taken = {config_key(c) for c in running}
         for i in range(n):
+            if self.all_taken(taken):
+                break  # a finite space is exhausted: no duplicates, the experiment can end
             config = self.random_unseen(self.rng_for(len(self.proposed) + i), taken)
             taken.add(config_key(config))
             out.append(config)

@@ -48,7 +48,7 @@ class BayesianSettings(BaseModel):
     model_config = ConfigDict(frozen=True)
     seed: int | None = None
     init_points: int = 10  # WMLA default 10
-    noiseless: bool = True  # WMLA default true
+    noiseless: bool = False  # WMLA default true
     cube_size: int | None = None  # candidate points for the acquisition; WMLA: maxJobNum*100
 
 

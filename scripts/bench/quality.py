@@ -15,7 +15,6 @@ import argparse
 import datetime as dt
 import os
 import platform
-import re
 import shlex
 import statistics
 import sys
@@ -36,10 +35,9 @@ from app.optimizers import optimizer_class  # noqa: E402
 from app.optimizers.base import Observation  # noqa: E402
 from app.optimizers.settings import SETTINGS_CLASSES  # noqa: E402
 from app.space import Config, NumericParam, SearchSpace  # noqa: E402
+from scripts.bench.docs import replace_section  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
-BEGIN = "<!-- quality:begin -->"
-END = "<!-- quality:end -->"
 
 # --- test functions (reference/benchmarks.md §1) ---------------------------------------------
 
@@ -111,8 +109,7 @@ REFERENCE: dict[str, dict[str, str]] = {
 
 REFERENCE_NOTE = (
     "Reference column: reference/benchmarks.md §4.4 (library defaults, Optuna 5.0 / scikit-optimize "
-    "0.10.2, seeds 0..9, same functions and budget). Those 10 seeds are kind to Optuna's TPE: rerun "
-    "here over 100 seeds, Optuna 5.0.0 TPE's median regret is 0.173 (Branin) and 0.396 (Hartmann6)."
+    "0.10.2, seeds 0..9, same functions and budget), measured outside this repository."
 )
 
 # --- running ---------------------------------------------------------------------------------
@@ -192,22 +189,6 @@ def verdicts(results: Sequence[RunResult], functions: Sequence[str], algorithms:
                 f"random median {_fmt(med['random'])}"
             )
     return out
-
-
-def write_docs(text: str, path: Path = DOCS) -> None:
-    """Replace (or append) the delimited quality section of docs/benchmarks.md."""
-    section = f"{BEGIN}\n{text.rstrip()}\n{END}"
-    if path.exists():
-        old = path.read_text()
-        pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.DOTALL)
-        if pattern.search(old):
-            new = pattern.sub(lambda _: section, old, count=1)
-        else:
-            new = old.rstrip("\n") + "\n\n" + section + "\n"
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        new = "# Benchmarks\n\n" + section + "\n"
-    path.write_text(new)
 
 
 def _parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -300,8 +281,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         body = "\n".join(
             [
-                "## Sampler quality (Branin, Hartmann6)",
-                "",
                 note,
                 REFERENCE_NOTE,
                 "",
@@ -314,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"Machine: {machine}; wall time {wall:.0f} s.",
             ]
         )
-        write_docs(body)
+        replace_section(DOCS, "quality", "## Sampler quality (Branin, Hartmann6)", body)
         print(f"wrote {DOCS}")
     return 0 if all(c.startswith("PASS") for c in checks) else 1
 
