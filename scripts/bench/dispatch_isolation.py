@@ -6,7 +6,7 @@ what the offloading avoids. For Random we measure the refill gap: from a trial's
 clock) to the creation of the trial that takes its slot. Real Redis (a private one unless
 --redis-url), a real Celery worker with 3 slots, SQLite.
 
-    .venv/bin/python scripts/bench/dispatch_isolation.py [--trials 40] [--gp-trials 40] [--write-docs]
+    .venv/bin/python scripts/bench/dispatch_isolation.py [--trials 100] [--gp-warm 60] [--write-docs]
 """
 
 from __future__ import annotations
@@ -75,15 +75,8 @@ def _refill_gaps(trials, parallel: int) -> list[float]:
 
 
 def scenario(store: Store, settings: Settings, name: str, args, gp: str | None) -> dict:
+    """Random alone, or Random started once a Bayesian experiment has `gp_warm` trials behind it."""
     code = pack_directory(MODEL, "quad")
-    rnd = submit(store, _spec({"name": "random", "seed": 1}, args.trials, 2), code, "quad.modelDir.tar")
-    ids = [rnd.id]
-    gp_exp = None
-    if gp is not None:
-        Bayesian.blocking = gp == "offloaded"
-        gp_spec = _spec({"name": "bayesian", "seed": 1, "init_points": 5}, args.gp_trials, 1)
-        gp_exp = submit(store, gp_spec, code, "quad.modelDir.tar")
-        ids.append(gp_exp.id)
     client = redis.Redis.from_url(settings.broker_url)
     coord = Coordinator(
         store,
@@ -91,10 +84,21 @@ def scenario(store: Store, settings: Settings, name: str, args, gp: str | None) 
         Publisher(make_celery(settings.broker_url, include_tasks=False), client, store),
         FileArtifactStore(settings.artifacts_dir),
         settings,
-        only=ids,
     )
-    deadline = time.monotonic() + 900
-    coord.run(should_stop=lambda: set(ids) <= set(coord.finished) or time.monotonic() > deadline)
+    deadline = time.monotonic() + 1800
+    gp_exp = None
+    if gp is not None:
+        Bayesian.blocking = gp == "offloaded"
+        gp_spec = _spec({"name": "bayesian", "seed": 1, "init_points": 5}, args.gp_warm + 1000, 1)
+        gp_exp = submit(store, gp_spec, code, "quad.modelDir.tar")
+        coord.run(
+            should_stop=lambda: len(store.trials(gp_exp.id)) >= args.gp_warm or time.monotonic() > deadline
+        )
+    rnd = submit(store, _spec({"name": "random", "seed": 1}, args.trials, 2), code, "quad.modelDir.tar")
+    coord.run(should_stop=lambda: rnd.id in coord.finished or time.monotonic() > deadline)
+    if gp_exp is not None:
+        coord.request_stop(gp_exp.id)
+        coord.run(should_stop=lambda: gp_exp.id in coord.finished or time.monotonic() > deadline)
     coord.close()
     Bayesian.blocking = True
     exp = store.experiment(rnd.id)
@@ -108,20 +112,22 @@ def scenario(store: Store, settings: Settings, name: str, args, gp: str | None) 
         "gap_max": max(gaps),
         "gp_ask": None,
     }
-    if gp_exp is not None:
-        gp_trials = store.trials(gp_exp.id)
+    if gp_exp is not None:  # the GP's own asks while Random ran: previous trial's end -> next creation
+        window = (exp.started_at, exp.finished_at)
+        gp_trials = [t for t in store.trials(gp_exp.id) if t.ended_at is not None]
         asks = [
-            b.created_at.timestamp() - a.ended_at.timestamp() for a, b in itertools.pairwise(gp_trials[5:])
+            b.created_at.timestamp() - a.ended_at.timestamp()
+            for a, b in itertools.pairwise(gp_trials)
+            if window[0] <= b.created_at <= window[1]
         ]
-        row["gp_ask"] = (statistics.median(asks), max(asks)) if asks else None
-        row["gp_done"] = len(gp_trials)
+        row["gp_ask"] = (statistics.median(asks), max(asks), len(asks)) if asks else None
     return row
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=40, help="Random experiment's trials")
-    parser.add_argument("--gp-trials", type=int, default=40, help="Bayesian experiment's trials")
+    parser.add_argument("--trials", type=int, default=100, help="Random experiment's trials")
+    parser.add_argument("--gp-warm", type=int, default=60, help="Bayesian trials done before Random starts")
     parser.add_argument("--redis-url", default=None)
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
@@ -169,16 +175,18 @@ def main() -> int:
                 embedded.stop()
 
     lines = [
-        f"Random: {args.trials} instant trials on 2 slots; Bayesian: {args.gp_trials} trials on 1 slot, "
-        "5 random initial points, skopt GP. Refill gap = a Random trial's end (worker clock) to the creation "
-        "of the trial that takes its slot.",
+        f"Random: {args.trials} instant trials on 2 slots, started once a Bayesian experiment (1 slot, "
+        f"skopt GP, 5 random initial points) has {args.gp_warm} trials, so every GP fit it overlaps has "
+        f"{args.gp_warm}+ points. Refill gap = a Random trial's end (worker clock) to the creation of the "
+        "trial that takes its slot. GP ask = the Bayesian trial's end to its successor's creation "
+        "(fits overlapping the Random run).",
         "",
         "| scenario | Random wall (s) | refill gap median (ms) | p95 (ms) | max (ms) "
-        "| GP ask median / max (s) |",
+        "| GP asks: median / max (s), count |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        gp = "-" if r["gp_ask"] is None else f"{r['gp_ask'][0]:.2f} / {r['gp_ask'][1]:.2f}"
+        gp = "-" if r["gp_ask"] is None else f"{r['gp_ask'][0]:.2f} / {r['gp_ask'][1]:.2f}, {r['gp_ask'][2]}"
         lines.append(
             f"| {r['scenario']} | {r['random_wall']:.1f} | {r['gap_median'] * 1000:.0f} | "
             f"{r['gap_p95'] * 1000:.0f} | {r['gap_max'] * 1000:.0f} | {gp} |"
@@ -188,7 +196,7 @@ def main() -> int:
     if args.write_docs:
         note = (
             f"Command: `.venv/bin/python scripts/bench/dispatch_isolation.py --trials {args.trials} "
-            f"--gp-trials {args.gp_trials} --write-docs`, {date.today()}, {os.cpu_count()} cores, "
+            f"--gp-warm {args.gp_warm} --write-docs`, {date.today()}, {os.cpu_count()} cores, "
             f"Python {platform.python_version()}."
         )
         replace_section(
