@@ -1,0 +1,25 @@
+"""The shipped examples parse and describe the same search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from app.spec import load_spec
+
+DIGITS = Path(__file__).resolve().parents[2] / "examples" / "digits"
+
+
+def test_digits_specs_parse_to_the_same_search() -> None:
+    wmla, native = load_spec(DIGITS / "experiment.json"), load_spec(DIGITS / "experiment.yaml")
+    assert wmla.source == "wmla" and native.source == "native"
+    for spec in (wmla, native):
+        assert spec.algorithm.name == "tpe"
+        assert spec.limits.max_trials == 12 and spec.limits.max_parallel == 2
+        assert spec.objective.metric == "accuracy" and spec.objective.direction == "maximize"
+        assert spec.model.main == "train.py" and spec.model.args == ("--epochs", "5")
+        assert spec.space.names == ["learning_rate", "batch_size", "hidden_size", "optimizer"]
+        assert spec.resources.is_cpu and spec.warnings == ()
+        assert (DIGITS / spec.model.main).is_file()
+    assert wmla.space["hidden_size"] == native.space["hidden_size"]
+    assert wmla.space["optimizer"] == native.space["optimizer"]
+    assert wmla.space["batch_size"].values() == native.space["batch_size"].values()
