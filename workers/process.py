@@ -82,14 +82,34 @@ class GroupRegistry:
             (self.folder / str(pgid)).unlink()
 
     def kill_all(self, grace_s: float = 2.0) -> list[int]:
-        """Kill every registered group still alive; returns the ones that were."""
+        """Kill every registered group still alive; returns the ones that were.
+
+        A group id can be reused once its processes are gone, so on Linux a group is killed only
+        if one of its processes still carries the trial's DLI_EXECID (the registered label).
+        """
         killed = []
         for entry in self.folder.iterdir():
             if not entry.name.isdigit():
                 continue
             pgid = int(entry.name)
-            if group_alive(pgid):
+            if group_alive(pgid) and _is_trial_group(pgid, entry.read_text().strip()):
                 kill_group(pgid, grace_s)
                 killed.append(pgid)
             self.remove(pgid)
         return killed
+
+
+def _is_trial_group(pgid: int, exec_id: str) -> bool:
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True  # no way to check: trust the registry
+    marker = f"DLI_EXECID={exec_id}\0".encode()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) == pgid and marker in (entry / "environ").read_bytes() + b"\0":
+                return True
+        except (OSError, ProcessLookupError):
+            continue
+    return False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,6 +17,7 @@ from app.codepack import pack_directory, sha256
 from app.config import Settings
 from app.keys import claim_key, code_key, events_stream, stop_key
 from app.messages import CodeRef, TrialEvent, TrialTask
+from workers.process import GroupRegistry
 from workers.runner import TrialRunner
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -140,3 +143,23 @@ def test_single_file_upload_runs_from_submitted_code(runner: TrialRunner, redis_
     probe = json.loads((runner.results_fs / "hpo" / "batchworkdir" / task.exec_id / "probe.json").read_text())
     assert probe["cwd"].endswith("/_submitted_code")
     assert os.path.exists(Path(probe["cwd"]) / "config.json")
+
+
+def test_registry_kills_only_groups_that_are_still_our_trials(tmp_path: Path) -> None:
+    registry = GroupRegistry(tmp_path / "pgids")
+    ours = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        start_new_session=True,
+        env={**os.environ, "DLI_EXECID": "exp-3"},
+    )
+    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    registry.add(ours.pid, "exp-3")
+    registry.add(stranger.pid, "exp-9")  # a stale entry whose group id now belongs to someone else
+    try:
+        assert registry.kill_all(grace_s=1.0) == [ours.pid]
+        assert ours.wait(timeout=5) is not None
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+    assert list(registry.folder.iterdir()) == []
