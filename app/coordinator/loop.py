@@ -106,8 +106,9 @@ class Coordinator:
         asking = any(rt.asking is not None for rt in self.runtimes.values())
         block = 20 if asking else self.settings.event_block_ms
         if self.runtimes:
-            for delivery in self.streams.read([rt.name for rt in self.runtimes.values()], block):
-                self._handle(delivery)
+            by_name = {rt.name: rt for rt in self.runtimes.values()}
+            for delivery in self.streams.read(list(by_name), block):
+                self._handle(delivery, by_name.get(delivery.event.experiment))
         else:
             time.sleep(self.settings.poll_interval_s)
         for rt in list(self.runtimes.values()):
@@ -116,11 +117,13 @@ class Coordinator:
 
     # --- experiments -----------------------------------------------------------------
     def _adopt(self) -> None:
-        for exp in self.store.experiments(ExperimentState.ACTIVE):
-            if exp.id in self.runtimes or (self.only is not None and exp.id not in self.only):
+        for exp_id in self.store.active_experiment_ids():
+            if exp_id in self.runtimes or (self.only is not None and exp_id not in self.only):
                 continue
-            if self.store.claim_experiment(exp.id, self.owner, self.settings.lease_s):  # type: ignore[arg-type]
-                self._load(exp)
+            if self.store.claim_experiment(exp_id, self.owner, self.settings.lease_s):
+                exp = self.store.experiment(exp_id)
+                if exp is not None and exp.state in ExperimentState.ACTIVE:
+                    self._load(exp)
 
     def _load(self, exp: Experiment) -> None:
         assert exp.id is not None
@@ -156,12 +159,9 @@ class Coordinator:
         log.info("driving %s (%s, %d trials so far)", exp.name, spec.algorithm.display_name, rt.created)
 
     def _refresh_stop_requests(self) -> None:
-        for rt in self.runtimes.values():
-            if rt.stopping:
-                continue
-            exp = self.store.experiment(rt.id)
-            if exp is not None and exp.stop_requested:
-                rt.stopping = exp.stop_requested
+        waiting = [rt.id for rt in self.runtimes.values() if not rt.stopping]
+        for exp_id, mode in self.store.stop_requests(waiting).items():
+            self.runtimes[exp_id].stopping = mode
 
     def request_stop(self, experiment_id: int, mode: str = "stop") -> None:
         self.store.update_experiment(experiment_id, stop_requested=mode)
@@ -176,9 +176,8 @@ class Coordinator:
                 del self.runtimes[rt.id]
 
     # --- events ----------------------------------------------------------------------
-    def _handle(self, delivery: Delivery) -> None:
+    def _handle(self, delivery: Delivery, rt: ExperimentRuntime | None) -> None:
         event = delivery.event
-        rt = next((r for r in self.runtimes.values() if r.name == event.experiment), None)
         if event.kind == "started":
             self.store.mark_started(
                 event.trial_id, event.attempt, event.worker, _dt(event.started_at or event.ts)

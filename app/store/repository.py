@@ -84,6 +84,23 @@ class Store:
                 q = q.where(Experiment.state.in_(list(states)))  # type: ignore[attr-defined]
             return list(s.exec(q))
 
+    def active_experiment_ids(self) -> list[int]:
+        with self.session() as s:
+            q = select(Experiment.id).where(Experiment.state.in_(ExperimentState.ACTIVE))  # type: ignore[union-attr]
+            return [int(i) for i in s.exec(q)]
+
+    def stop_requests(self, experiment_ids: Iterable[int]) -> dict[int, str]:
+        """{experiment id: "stop" | "force"} for those of `experiment_ids` asked to stop."""
+        ids = list(experiment_ids)
+        if not ids:
+            return {}
+        with self.session() as s:
+            q = select(Experiment.id, Experiment.stop_requested).where(
+                Experiment.id.in_(ids),  # type: ignore[union-attr]
+                Experiment.stop_requested.is_not(None),  # type: ignore[union-attr]
+            )
+            return {int(i): str(mode) for i, mode in s.exec(q)}
+
     def claim_experiment(self, experiment_id: int, owner: str, lease_s: float) -> bool:
         """Take or renew the lease that lets one coordinator drive an experiment."""
         now = utcnow()

@@ -174,3 +174,13 @@ def test_code_archives_are_stored_once(db: Store) -> None:
     db.save_code("ab" * 32, "m.modelDir.tar", b"bytes")
     db.save_code("ab" * 32, "m.modelDir.tar", b"bytes")
     assert db.get_code("ab" * 32).data == b"bytes"
+
+
+def test_active_ids_and_stop_requests(db: Store) -> None:
+    a, b = _experiment(db, "a"), _experiment(db, "b")
+    db.finish_experiment(b.id, ExperimentState.FINISHED)
+    assert db.active_experiment_ids() == [a.id]
+    assert db.stop_requests([a.id, b.id]) == {}
+    db.update_experiment(a.id, stop_requested="force")
+    assert db.stop_requests([a.id, b.id]) == {a.id: "force"}
+    assert db.stop_requests([]) == {}
