@@ -26,13 +26,13 @@ class Settings(BaseSettings):
     result_max_bytes: int = 64 * 1024 * 1024
     result_ttl_s: int = 7 * 24 * 3600
     keep_trial_dirs: bool = False
-    shared_dir: Path | None = None
 
     # Worker.
     worker_dir: Path | None = None  # default: <home>/worker
     data_fs: Path | None = None  # DLI_DATA_FS for trials; default: <home>/data
     worker_python: str | None = None  # interpreter for trials; default: the worker's own
     worker_gpus: str | None = None  # "0,1": GPU ids this worker pins trials to
+    worker_slots: int = 1  # trials this worker runs at once (set by `hpo worker --slots`)
     log_tail_bytes: int = 8192
     stop_poll_s: float = 1.0
     kill_grace_s: float = 5.0

@@ -36,5 +36,5 @@ def current_runner(hostname: str | None = None) -> TrialRunner:
         worker=f"{hostname or os.uname().nodename}/{slot}",
         slot=slot,
         gpu_ids=gpu_ids,
-        slots=int(os.environ.get("HPO_WORKER_SLOTS", "1")),
+        slots=settings.worker_slots,
     )
