@@ -9,6 +9,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.codepack import ArchiveLimits
+
 DEFAULT_BROKER_URL = "redis://127.0.0.1:6379/0"
 
 
@@ -22,7 +24,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
 
     # Files: code in, results out (through Redis, size-capped).
-    code_max_bytes: int = 64 * 1024 * 1024
+    code_max_bytes: int = 64 * 1024 * 1024  # an uploaded archive
+    upload_max_members: int = 10_000
+    upload_max_unpacked_bytes: int = 1024 * 1024 * 1024
     result_max_bytes: int = 64 * 1024 * 1024
     result_ttl_s: int = 7 * 24 * 3600
     keep_trial_dirs: bool = False
@@ -34,6 +38,8 @@ class Settings(BaseSettings):
     worker_gpus: str | None = None  # "0,1": GPU ids this worker pins trials to
     worker_slots: int = 1  # trials this worker runs at once (set by `hpo worker --slots`)
     log_tail_bytes: int = 8192
+    live_log_bytes: int = 65536  # tail of a running trial's logs kept in Redis
+    log_share_s: float = 2.0
     stop_poll_s: float = 1.0
     kill_grace_s: float = 5.0
 
@@ -46,6 +52,19 @@ class Settings(BaseSettings):
     poll_interval_s: float = 0.5
     ask_processes: int = 1
     lease_s: float = 30.0
+
+    # API and users.
+    token_ttl_s: float = 8 * 3600
+    admin_password: str | None = None  # first start: the `admin` user's password (else generated)
+    wmla_create_response: str = "uid"  # "name": POST /hypersearch answers the bare name (WMLA 1.2.x)
+    metrics_public: bool = False
+
+    def archive_limits(self) -> ArchiveLimits:
+        return ArchiveLimits(
+            max_bytes=self.code_max_bytes,
+            max_members=self.upload_max_members,
+            max_unpacked_bytes=self.upload_max_unpacked_bytes,
+        )
 
     @property
     def effective_broker_url(self) -> str:

@@ -46,6 +46,22 @@ def stop_key(exec_id: str) -> str:
     return f"{KEY_PREFIX}:stop:{exec_id}"
 
 
+def encode_stop(why: str, force: bool = False) -> str:
+    return f"{'force' if force else 'term'}|{why}"
+
+
+def decode_stop(value: bytes | str) -> tuple[str, bool]:
+    """(why, force) from a stop flag's value."""
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    mode, sep, why = text.partition("|")
+    return (why, mode == "force") if sep else (text, False)
+
+
+def log_key(exec_id: str, stream: str) -> str:
+    """Live tail of a running trial's stdout/stderr, refreshed by its worker."""
+    return f"{KEY_PREFIX}:log:{exec_id}:{stream}"
+
+
 def claim_key(exec_id: str, attempt: int) -> str:
     """Taken by the worker that runs an attempt, so a redelivered task does not run it twice."""
     return f"{KEY_PREFIX}:claim:{exec_id}:{attempt}"

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
-import os
 import signal
 import sys
 import time
@@ -18,28 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import redis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from app.broker import EmbeddedRedis
 from app.codepack import pack_directory
 from app.config import Settings
-from app.coordinator.dispatch import Publisher
 from app.coordinator.loop import Coordinator
-from app.experiments import submit
-from app.keys import trial_queue
-from app.local_workers import LocalWorker
+from app.local_stack import LocalStack, worker_queues
+from app.services.experiments import submit
 from app.spec import ExperimentSpec, SpecError, load_spec
 from app.spec.model import ResourceRequest
-from app.store.artifacts import FileArtifactStore
-from app.store.db import ensure_schema, make_engine
-from app.store.models import ExperimentState
+from app.store.models import Experiment, ExperimentState
 from app.store.repository import Store
 from app.summary import run_summary
-from workers.celery_app import make_celery
-from workers.gpus import detect_gpus
+from workers.gpus import GPU, detect_gpus
 
 EXIT_OK, EXIT_NO_RESULT, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -68,8 +59,8 @@ def _gpu_message(spec: ExperimentSpec) -> str:
     )
 
 
-def prepare(options: RunOptions) -> tuple[ExperimentSpec, bytes, str, list[str]]:
-    """Spec, code archive, archive name and local GPU ids; UsageError/SpecError on bad input."""
+def prepare(options: RunOptions) -> tuple[ExperimentSpec, bytes, str, list[GPU]]:
+    """Spec, code archive, archive name and local GPUs; UsageError/SpecError on bad input."""
     spec = load_spec(options.spec_path)
     model_dir = options.model_dir
     if not model_dir.is_dir():
@@ -80,7 +71,7 @@ def prepare(options: RunOptions) -> tuple[ExperimentSpec, bytes, str, list[str]]
         raise UsageError("--workers: must be >= 0")
     top = spec.model.model_dir or model_dir.resolve().name
     spec = spec.with_model_dir(top)
-    gpu_ids: list[str] = []
+    gpus: list[GPU] = []
     if not spec.resources.is_cpu:
         if options.cpu:
             spec = spec.with_resources(ResourceRequest())
@@ -88,17 +79,7 @@ def prepare(options: RunOptions) -> tuple[ExperimentSpec, bytes, str, list[str]]
             gpus = detect_gpus()
             if not gpus:
                 raise UsageError(_gpu_message(spec))
-            gpu_ids = [g.index for g in gpus]
-    return spec, pack_directory(model_dir, top), f"{top}.modelDir.tar", gpu_ids
-
-
-def _worker_queues(spec: ExperimentSpec, gpu_ids: list[str]) -> list[str]:
-    if spec.resources.is_cpu:
-        return [trial_queue(None, 0)]
-    types = {g.type for g in detect_gpus()} or {"any"}
-    return [spec.resources.queue] + [
-        trial_queue(t, n) for t in types | {"any"} for n in range(1, len(gpu_ids) + 1)
-    ]
+    return spec, pack_directory(model_dir, top), f"{top}.modelDir.tar", gpus
 
 
 class _Display:
@@ -160,9 +141,8 @@ def _print_human(
 
 def run(options: RunOptions, settings: Settings) -> int:
     err = Console(stderr=True)
-    out = Console()
     try:
-        spec, code, filename, gpu_ids = prepare(options)
+        spec, code, filename, gpus = prepare(options)
     except SpecError as exc:
         err.print(str(exc), markup=False)
         return EXIT_USAGE
@@ -173,107 +153,91 @@ def run(options: RunOptions, settings: Settings) -> int:
         err.print(f"warning: {warning}", markup=False)
     if spec.limits.max_trials is None and spec.limits.max_run_time_s is None and spec.space.size is None:
         err.print("warning: neither maxJobNum nor maxRunTime is set: this runs until Ctrl-C", markup=False)
-
     if options.workers == 0 and settings.broker_url is None:
         err.print("error: --workers 0 leaves nothing to run trials: set HPO_BROKER_URL to use remote workers")
         return EXIT_USAGE
-    home = settings.home.resolve()
-    settings = settings.model_copy(update={"home": home})
-    engine = make_engine(settings.effective_database_url)
-    ensure_schema(engine, auto_upgrade=True)
-    store = Store(engine)
-    interrupted = False
     previous_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
-
-    with contextlib.ExitStack() as stack:
-        stack.callback(signal.signal, signal.SIGTERM, previous_term)
-        stack.callback(engine.dispose)
-        broker_url = settings.broker_url
-        embedded = broker_url is None
-        if broker_url is None:
-            broker_url = stack.enter_context(EmbeddedRedis(home / "redis")).url
-        settings = settings.model_copy(update={"broker_url": broker_url})
-        client = redis.Redis.from_url(broker_url)
-        stack.callback(client.close)
-        try:
-            exp = submit(store, spec, code, filename, max_code_bytes=settings.code_max_bytes)
-        except SpecError as exc:
-            err.print(str(exc), markup=False)
-            return EXIT_USAGE
-        err.print(f"experiment {exp.name}: {spec.algorithm.display_name}, queue {exp.queue}", markup=False)
-
-        worker: LocalWorker | None = None
-        if options.workers > 0:
-            env = {"HPO_BROKER_URL": broker_url, "HPO_HOME": str(home)}
-            worker = LocalWorker(
-                slots=options.workers,
-                queues=_worker_queues(spec, gpu_ids),
-                env=env,
-                log_path=home / "logs" / f"worker-{os.getpid()}.log",
-                worker_dir=settings.effective_worker_dir.resolve(),
-                name=f"hpo-run-{os.getpid()}@%h",
-                gpus=gpu_ids,
-            )
-            stack.enter_context(worker)
-
-        celery = make_celery(broker_url, include_tasks=False)
-        publisher = Publisher(celery, client, store)
-        coordinator = Coordinator(
-            store, client, publisher, FileArtifactStore(settings.artifacts_dir), settings, only=[exp.id]
+    try:
+        stack = LocalStack(
+            settings, slots=options.workers, queues=worker_queues(gpus, options.cpu), gpus=gpus
         )
-        stack.callback(coordinator.close)
-        display = _Display(err, exp.id, spec.limits.max_trials, spec.objective.direction)  # type: ignore[arg-type]
-        worker_lost: list[str] = []
-
-        def finished() -> bool:
-            if exp.id in coordinator.finished:
-                return True
-            # With a private broker no other worker can come: a dead local worker ends the run.
-            if embedded and worker is not None and worker.exit_code() is not None and not worker_lost:
-                worker_lost.append(
-                    f"the local worker exited with code {worker.exit_code()}:\n{worker.log_tail()}"
-                )
-                coordinator.request_stop(exp.id, "force")  # type: ignore[arg-type]
-            return False
-
-        with display.progress:
+        with stack:
             try:
-                coordinator.run(should_stop=finished, on_tick=display.update)
-            except KeyboardInterrupt:
-                interrupted = True
-                err.print("interrupted: stopping trials ...")
-                coordinator.request_stop(exp.id, "force")  # type: ignore[arg-type]
-                deadline = time.monotonic() + options.drain_s
-                with contextlib.suppress(KeyboardInterrupt):
-                    coordinator.run(should_stop=lambda: finished() or time.monotonic() > deadline)
-            final = store.experiment(exp.id)  # type: ignore[arg-type]
-            if final is not None:
-                display.final(run_summary(store, final))
-        for line in worker_lost:
-            err.print(f"error: {line}", markup=False)
+                exp = submit(stack.store, spec, code, filename, limits=stack.settings.archive_limits())
+            except SpecError as exc:
+                err.print(str(exc), markup=False)
+                return EXIT_USAGE
+            err.print(
+                f"experiment {exp.name}: {spec.algorithm.display_name}, queue {exp.queue}", markup=False
+            )
+            interrupted, problems = _drive(stack, exp, spec, options, err)
+            summary, message = _conclude(stack.store, exp.id)  # type: ignore[arg-type]
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
+    for line in problems:
+        err.print(f"error: {line}", markup=False)
+    return _report(summary, message, options, interrupted, err)
 
-    exp = store.experiment(exp.id)  # type: ignore[arg-type,assignment]
+
+def _drive(
+    stack: LocalStack, exp: Experiment, spec: ExperimentSpec, options: RunOptions, err: Console
+) -> tuple[bool, list[str]]:
+    """Run the coordinator until the experiment ends; Ctrl-C stops it. (interrupted, problems)."""
+    assert exp.id is not None
+    coordinator = stack.coordinator(only=[exp.id])
+    display = _Display(err, exp.id, spec.limits.max_trials, spec.objective.direction)
+    problems: list[str] = []
+
+    def finished() -> bool:
+        if exp.id in coordinator.finished:
+            return True
+        lost = stack.worker_lost()
+        if lost and not problems:
+            problems.append(lost)
+            coordinator.request_stop(exp.id, "force")  # type: ignore[arg-type]
+        return False
+
+    interrupted = False
+    with display.progress:
+        try:
+            coordinator.run(should_stop=finished, on_tick=display.update)
+        except KeyboardInterrupt:
+            interrupted = True
+            err.print("interrupted: stopping trials ...")
+            coordinator.request_stop(exp.id, "force")
+            deadline = time.monotonic() + options.drain_s
+            with contextlib.suppress(KeyboardInterrupt):
+                coordinator.run(should_stop=lambda: finished() or time.monotonic() > deadline)
+        final = stack.store.experiment(exp.id)
+        if final is not None:
+            display.final(run_summary(stack.store, final))
+    return interrupted, problems
+
+
+def _conclude(store: Store, exp_id: int) -> tuple[dict[str, Any], str | None]:
+    exp = store.experiment(exp_id)
     assert exp is not None
     if exp.state in ExperimentState.ACTIVE:  # drained too slowly: record that it was stopped
-        store.finish_experiment(exp.id, ExperimentState.STOPPED, "interrupted")  # type: ignore[arg-type]
-        exp = store.experiment(exp.id)  # type: ignore[arg-type,assignment]
+        store.finish_experiment(exp_id, ExperimentState.STOPPED, "interrupted")
+        exp = store.experiment(exp_id)
         assert exp is not None
-    summary = run_summary(store, exp)
-    engine.dispose()
+    return run_summary(store, exp), exp.message
+
+
+def _report(
+    summary: dict[str, Any], message: str | None, options: RunOptions, interrupted: bool, err: Console
+) -> int:
     best_path = None
     if summary["best"] is not None:
         best_path = Path("best_config.json")
         best_path.write_text(json.dumps(summary["best"]["hyperParameters"], indent=2) + "\n")
     if options.json_output:
-        _print_human(err, summary, exp.message, best_path)
+        _print_human(err, summary, message, best_path)
         sys.stdout.write(json.dumps(summary) + "\n")
         sys.stdout.flush()
     else:
-        _print_human(out, summary, exp.message, best_path)
+        _print_human(Console(), summary, message, best_path)
     if interrupted:
         return EXIT_INTERRUPTED
-    ok = exp.state == ExperimentState.FINISHED and summary["trials"]["finished"] > 0
+    ok = summary["state"] == ExperimentState.FINISHED and summary["trials"]["finished"] > 0
     return EXIT_OK if ok else EXIT_NO_RESULT
-
-
-logging.getLogger("hpo").addHandler(logging.NullHandler())

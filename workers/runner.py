@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from app.config import Settings
-from app.keys import claim_key, result_key, stop_key
+from app.keys import claim_key, decode_stop, log_key, result_key, stop_key
 from app.messages import TrialEvent, TrialTask, publish_event
 from workers import metrics
 from workers.codecache import CodeUnavailable, fetch_code
@@ -177,7 +177,7 @@ class TrialRunner:
         self.registry.add(proc.pid, task.exec_id)
         try:
             with _kill_on_terminate(proc, self.settings.kill_grace_s):
-                stopped, code = self._wait(task, proc)
+                stopped, code = self._wait(task, proc, log_dir)
         finally:
             stop_process(proc, 0.5)  # leftovers of the group (e.g. data loader workers)
             self.registry.remove(proc.pid)
@@ -186,8 +186,24 @@ class TrialRunner:
             return Outcome(status=status, reason=_stop_reason(task, stopped), exit_code=code)
         return self._read_results(task, result_dir, code)
 
-    def _wait(self, task: TrialTask, proc: Any) -> tuple[str | None, int]:
+    def _share_logs(self, task: TrialTask, log_dir: Path) -> None:
+        """Every few seconds, the tails of stdout/stderr go to Redis for `hpo logs --follow`."""
+        now = time.monotonic()
+        if now - self._last_log_share < self.settings.log_share_s:
+            return
+        self._last_log_share = now
+        with self.redis.pipeline(transaction=False) as pipe:
+            for stream in ("stdout", "stderr"):
+                pipe.set(
+                    log_key(task.exec_id, stream),
+                    tail(log_dir / stream, self.settings.live_log_bytes),
+                    ex=3600,
+                )
+            pipe.execute()
+
+    def _wait(self, task: TrialTask, proc: Any, log_dir: Path) -> tuple[str | None, int]:
         """(why it was stopped or None, exit code)."""
+        self._last_log_share = 0.0
         deadline = time.monotonic() + task.timeout_s if task.timeout_s else None
         poll = max(self.settings.stop_poll_s, 0.05)
         while True:
@@ -195,8 +211,9 @@ class TrialRunner:
                 return None, proc.wait(timeout=poll)
             flag = self.redis.get(stop_key(task.exec_id))
             if flag is not None:
-                why = flag.decode() if isinstance(flag, bytes) else str(flag)
-                return why, stop_process(proc, self.settings.kill_grace_s)
+                why, force = decode_stop(flag)
+                return why, stop_process(proc, 0.0 if force else self.settings.kill_grace_s)
+            self._share_logs(task, log_dir)
             if deadline is not None and time.monotonic() > deadline:
                 return "timeout", stop_process(proc, self.settings.kill_grace_s)
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import Celery
 
-from app.keys import RUN_TRIAL_TASK, code_key, stop_key
+from app.keys import RUN_TRIAL_TASK, code_key, encode_stop, stop_key
 from app.messages import CodeRef, TrialTask
 from app.spec.model import ExperimentSpec
 from app.store.models import Experiment, Trial
@@ -71,10 +71,13 @@ class Publisher:
                     ignore_result=True,
                 )
 
-    def stop_trials(self, exec_ids: Sequence[str], why: str, ttl_s: int = 7 * 86400) -> None:
+    def stop_trials(
+        self, exec_ids: Sequence[str], why: str, *, force: bool = False, ttl_s: int = 7 * 86400
+    ) -> None:
+        """Tell workers to stop (or never start) these trials; `force` skips the SIGTERM grace."""
         if not exec_ids:
             return
         with self.redis.pipeline(transaction=False) as pipe:
             for exec_id in exec_ids:
-                pipe.set(stop_key(exec_id), why, ex=ttl_s)
+                pipe.set(stop_key(exec_id), encode_stop(why, force), ex=ttl_s)
             pipe.execute()

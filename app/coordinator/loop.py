@@ -162,6 +162,17 @@ class Coordinator:
         waiting = [rt.id for rt in self.runtimes.values() if not rt.stopping]
         for exp_id, mode in self.store.stop_requests(waiting).items():
             self.runtimes[exp_id].stopping = mode
+        for trial in self.store.trial_stop_requests(list(self.runtimes)):
+            rt = self.runtimes[trial.experiment_id]
+            if trial.id in rt.stops_sent or trial.id not in rt.in_flight:
+                continue
+            rt.stops_sent.add(trial.id)  # type: ignore[arg-type]
+            force = trial.stop_requested == "force"
+            if self.store.cancel_trial(trial.id, "stopped on request before it started"):  # type: ignore[arg-type]
+                rt.observe(trial, TrialState.CANCELLED, None)
+                self.publisher.stop_trials([trial.exec_id], "cancelled")
+            else:  # running: its worker kills it and reports
+                self.publisher.stop_trials([trial.exec_id], "stopped on request", force=force)
 
     def request_stop(self, experiment_id: int, mode: str = "stop") -> None:
         self.store.update_experiment(experiment_id, stop_requested=mode)
@@ -261,7 +272,7 @@ class Coordinator:
         if rt.stopping and not rt.stop_handled:
             self._cancel_queued(rt, "experiment stopped before the trial started")
             running = [t.exec_id for t in rt.in_flight.values()]
-            self.publisher.stop_trials(running, "experiment stopped")
+            self.publisher.stop_trials(running, "experiment stopped", force=rt.stopping == "force")
             rt.stop_handled = True
         if rt.deadline_passed(now) and not rt.deadline_handled:
             self._cancel_queued(rt, "maxRunTime reached before the trial started")

@@ -38,6 +38,7 @@ class ExperimentRuntime:
     wait_for_result: bool = False  # the searcher answered [] while trials ran: ask again after one ends
     deadline_handled: bool = False
     stop_handled: bool = False
+    stops_sent: set[int] = field(default_factory=set)  # trials whose stop request was carried out
     stopping: str | None = None  # "stop" | "force" once a stop was requested
     failure: str | None = None  # set when the experiment must end FAILED (e.g. optimizer error)
 
@@ -60,8 +61,9 @@ class ExperimentRuntime:
 
     @property
     def budget_left(self) -> int | None:
+        """maxJobNum minus trials that count: those cancelled before they started do not."""
         limit = self.spec.limits.max_trials
-        return None if limit is None else max(limit - self.created, 0)
+        return None if limit is None else max(limit - (self.created - self.counts.cancelled), 0)
 
     def wanted(self, now: float) -> int:
         """How many new trials to ask for right now."""

@@ -117,5 +117,5 @@ class ExperimentSpec(BaseModel):
     def with_resources(self, resources: ResourceRequest) -> ExperimentSpec:
         return self.model_copy(update={"resources": resources})
 
-    def with_model_dir(self, name: str) -> ExperimentSpec:
+    def with_model_dir(self, name: str | None) -> ExperimentSpec:
         return self.model_copy(update={"model": self.model.model_copy(update={"model_dir": name})})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Protocol
 
@@ -11,6 +12,8 @@ class ArtifactStore(Protocol):
     def put_result(self, experiment: str, exec_id: str, attempt: int, data: bytes) -> str: ...
 
     def get_result(self, ref: str) -> bytes | None: ...
+
+    def delete_experiment(self, experiment: str) -> None: ...
 
 
 class FileArtifactStore:
@@ -33,3 +36,8 @@ class FileArtifactStore:
         if self.root.resolve() not in path.parents or not path.is_file():
             return None
         return path.read_bytes()
+
+    def delete_experiment(self, experiment: str) -> None:
+        folder = (self.root / experiment).resolve()
+        if self.root.resolve() in folder.parents:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -95,6 +95,7 @@ class Trial(SQLModel, table=True):
     stdout_tail: str | None = None
     stderr_tail: str | None = None
     result_path: str | None = None
+    stop_requested: str | None = Field(default=None, max_length=16)  # set by the API; the coordinator acts
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     ended_at: datetime | None = None
@@ -123,3 +124,27 @@ class CodeArchive(SQLModel, table=True):
     size: int
     data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "app_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=128)
+    password_hash: str = Field(max_length=512)
+    is_admin: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer/X-Auth-Token or session token; only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(index=True, unique=True, max_length=64)
+    user_id: int = Field(foreign_key="app_user.id", index=True)
+    kind: str = Field(default="token", max_length=16)  # "token" | "session"
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    revoked_at: datetime | None = None

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import delete, func, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -83,6 +83,41 @@ class Store:
             if states is not None:
                 q = q.where(Experiment.state.in_(list(states)))  # type: ignore[attr-defined]
             return list(s.exec(q))
+
+    def experiments_page(
+        self, *, owner: str | None = None, after_id: int = 0, limit: int | None = None
+    ) -> list[Experiment]:
+        """Experiments by id, optionally of one owner, keyset-paginated (`after_id`)."""
+        with self.session() as s:
+            q = select(Experiment).where(Experiment.id > after_id).order_by(Experiment.id)  # type: ignore[operator]
+            if owner is not None:
+                q = q.where(Experiment.owner == owner)
+            if limit is not None:
+                q = q.limit(limit)
+            return list(s.exec(q))
+
+    def finish_experiment_if_submitted(self, experiment_id: int, state: str, message: str) -> bool:
+        return self.set_experiment_state(
+            experiment_id, [ExperimentState.SUBMITTED], state, finished_at=utcnow(), message=message
+        )
+
+    def delete_experiment(self, experiment_id: int) -> None:
+        """An ended experiment with its trials and metric points; its code if nothing else uses it."""
+        with self.session() as s:
+            exp = s.get(Experiment, experiment_id)
+            if exp is None:
+                return
+            trial_ids = select(Trial.id).where(Trial.experiment_id == experiment_id)
+            s.execute(delete(MetricPoint).where(MetricPoint.trial_id.in_(trial_ids)))  # type: ignore[attr-defined]
+            s.execute(delete(Trial).where(Trial.experiment_id == experiment_id))
+            code_hash = exp.code_hash
+            s.delete(exp)
+            s.flush()
+            if code_hash:
+                others = s.exec(select(func.count()).where(Experiment.code_hash == code_hash)).one()
+                if not others:
+                    s.execute(delete(CodeArchive).where(CodeArchive.sha256 == code_hash))
+            s.commit()
 
     def active_experiment_ids(self) -> list[int]:
         with self.session() as s:
@@ -177,6 +212,69 @@ class Store:
             if states is not None:
                 q = q.where(Trial.state.in_(list(states)))  # type: ignore[attr-defined]
             return list(s.exec(q))
+
+    def trial_by_exec_id(self, exec_id: str) -> Trial | None:
+        with self.session() as s:
+            return s.exec(select(Trial).where(Trial.exec_id == exec_id)).first()
+
+    def trials_page(
+        self, experiment_id: int, *, after: int = -1, limit: int = 100, states: Iterable[str] | None = None
+    ) -> list[Trial]:
+        """Trials by number after `after`, at most `limit` (keyset pagination on the unique index)."""
+        with self.session() as s:
+            q = (
+                select(Trial)
+                .where(Trial.experiment_id == experiment_id, Trial.number > after)  # type: ignore[operator]
+                .order_by(Trial.number)
+                .limit(limit)
+            )
+            if states is not None:
+                q = q.where(Trial.state.in_(list(states)))  # type: ignore[attr-defined]
+            return list(s.exec(q))
+
+    def trial_counts_many(self, experiment_ids: Iterable[int]) -> dict[int, dict[str, int]]:
+        ids = list(experiment_ids)
+        out: dict[int, dict[str, int]] = {i: {} for i in ids}
+        if not ids:
+            return out
+        with self.session() as s:
+            rows = s.exec(
+                select(Trial.experiment_id, Trial.state, func.count())
+                .where(Trial.experiment_id.in_(ids))  # type: ignore[attr-defined]
+                .group_by(Trial.experiment_id, Trial.state)
+            )
+            for exp_id, state, n in rows:
+                out[int(exp_id)][state] = int(n)
+        return out
+
+    def request_trial_stop(self, trial_id: int, mode: str) -> None:
+        with self.session() as s:
+            s.execute(update(Trial).where(Trial.id == trial_id).values(stop_requested=mode))
+            s.commit()
+
+    def trial_stop_requests(self, experiment_ids: Iterable[int]) -> list[Trial]:
+        """In-flight trials of these experiments that the API asked to stop."""
+        ids = list(experiment_ids)
+        if not ids:
+            return []
+        with self.session() as s:
+            q = select(Trial).where(
+                Trial.experiment_id.in_(ids),  # type: ignore[attr-defined]
+                Trial.stop_requested.is_not(None),  # type: ignore[union-attr]
+                Trial.state.in_(TrialState.IN_FLIGHT),  # type: ignore[attr-defined]
+            )
+            return list(s.exec(q))
+
+    def cancel_trial(self, trial_id: int, reason: str) -> bool:
+        """A trial that never started ends CANCELLED (compare-and-set on QUEUED)."""
+        with self.session() as s:
+            res = s.execute(
+                update(Trial)
+                .where(Trial.id == trial_id, Trial.state == TrialState.QUEUED)
+                .values(state=TrialState.CANCELLED, reason=reason, ended_at=utcnow())
+            )
+            s.commit()
+            return res.rowcount == 1
 
     def trial_counts(self, experiment_id: int) -> dict[str, int]:
         with self.session() as s:
