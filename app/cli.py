@@ -6,14 +6,23 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from app.config import get_settings, reset_settings
 
+if TYPE_CHECKING:
+    from app.config import Settings
+    from app.store.repository import Store
+
 cli = typer.Typer(no_args_is_help=True, add_completion=False, help="Distributed hyperparameter optimization.")
 db_cli = typer.Typer(no_args_is_help=True, help="Database schema.")
+user_cli = typer.Typer(no_args_is_help=True, help="Users of the API (on the server's database).")
+token_cli = typer.Typer(no_args_is_help=True, help="API tokens (on the server's database).")
 cli.add_typer(db_cli, name="db")
+cli.add_typer(user_cli, name="user")
+cli.add_typer(token_cli, name="token")
 
 
 def _logging(level: str) -> None:
@@ -41,6 +50,126 @@ def run(
 
 
 @cli.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8080, "--port"),
+    workers: int = typer.Option(2, "--workers", help="trial slots on this machine"),
+    cpu: bool = typer.Option(False, "--cpu", help="run trials that ask for GPUs on CPU slots"),
+    ssl_keyfile: str = typer.Option("", "--ssl-keyfile"),
+    ssl_certfile: str = typer.Option("", "--ssl-certfile"),
+) -> None:
+    """API, coordinator and local workers on one machine (private Redis unless HPO_BROKER_URL)."""
+    from app.serve import ServeOptions
+    from app.serve import serve as run_server
+
+    _logging("INFO")
+    options = ServeOptions(host=host, port=port, workers=workers, cpu=cpu,
+                           ssl_keyfile=ssl_keyfile or None, ssl_certfile=ssl_certfile or None)  # fmt: skip
+    raise typer.Exit(run_server(options, get_settings()))
+
+
+@cli.command()
+def api(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8080, "--port"),
+    ssl_keyfile: str = typer.Option("", "--ssl-keyfile"),
+    ssl_certfile: str = typer.Option("", "--ssl-certfile"),
+) -> None:
+    """The API alone, for a fleet (the coordinator and workers run elsewhere)."""
+    import redis
+    import uvicorn
+
+    from app.api.app import create_app
+    from app.services.auth import Auth, ensure_admin
+
+    _logging("INFO")
+    settings = get_settings()
+    store = _server_store(settings)
+    note = ensure_admin(Auth(store), settings.home, settings.admin_password)
+    if note:
+        typer.echo(note, err=True)
+    app = create_app(settings, store, redis=redis.Redis.from_url(settings.effective_broker_url))
+    uvicorn.run(app, host=host, port=port, ssl_keyfile=ssl_keyfile or None, ssl_certfile=ssl_certfile or None,
+                proxy_headers=True)  # fmt: skip
+
+
+def _server_store(settings: Settings) -> Store:
+    from app.store.db import SchemaError, ensure_schema, make_engine
+    from app.store.repository import Store
+
+    engine = make_engine(settings.effective_database_url)
+    try:
+        ensure_schema(engine, auto_upgrade=False)
+    except SchemaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    return Store(engine)
+
+
+@user_cli.command("add")
+def user_add(
+    name: str = typer.Argument(...),
+    admin: bool = typer.Option(False, "--admin", help="may see and control every experiment"),
+    password: str = typer.Option(None, "--password", help="for automation; prompted when omitted"),
+) -> None:
+    """Create a user."""
+    from app.services.auth import Auth
+    from app.services.errors import ServiceError
+
+    if password is None:
+        password = typer.prompt(f"password for {name}", hide_input=True, confirmation_prompt=True)
+    try:
+        Auth(_server_store(get_settings())).add_user(name, password, admin=admin)
+    except ServiceError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"user {name} created{' (admin)' if admin else ''}")
+
+
+@user_cli.command("list")
+def user_list() -> None:
+    """List users."""
+    from app.services.auth import Auth
+
+    for user in Auth(_server_store(get_settings())).users():
+        typer.echo(f"{user.name}{'  (admin)' if user.is_admin else ''}")
+
+
+@user_cli.command("delete")
+def user_delete(name: str = typer.Argument(...)) -> None:
+    """Delete a user and revoke their tokens (their experiments stay)."""
+    from app.services.auth import Auth
+    from app.services.errors import ServiceError
+
+    try:
+        Auth(_server_store(get_settings())).delete_user(name)
+    except ServiceError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"user {name} deleted")
+
+
+@token_cli.command("revoke")
+def token_revoke(
+    token: str = typer.Argument(None, help="the token to revoke"),
+    user: str = typer.Option(None, "--user", help="revoke every token of this user instead"),
+) -> None:
+    """Revoke one token, or all tokens of a user."""
+    from app.services.auth import Auth
+    from app.services.errors import ServiceError
+
+    if (token is None) == (user is None):
+        typer.echo("error: give a TOKEN or --user NAME", err=True)
+        raise typer.Exit(2)
+    try:
+        n = Auth(_server_store(get_settings())).revoke(token=token, user=user)
+    except ServiceError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"revoked {n} token{'s' if n != 1 else ''}")
+
+
+@cli.command()
 def coordinator(log_level: str = typer.Option("INFO", "--log-level")) -> None:
     """Drive every active experiment in the database (one per fleet; more take over on failure)."""
     import redis
@@ -48,19 +177,11 @@ def coordinator(log_level: str = typer.Option("INFO", "--log-level")) -> None:
     from app.coordinator.dispatch import Publisher
     from app.coordinator.loop import Coordinator
     from app.store.artifacts import FileArtifactStore
-    from app.store.db import SchemaError, ensure_schema, make_engine
-    from app.store.repository import Store
     from workers.celery_app import make_celery
 
     _logging(log_level)
     settings = get_settings()
-    engine = make_engine(settings.effective_database_url)
-    try:
-        ensure_schema(engine, auto_upgrade=False)
-    except SchemaError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    store = Store(engine)
+    store = _server_store(settings)
     client = redis.Redis.from_url(settings.effective_broker_url)
     publisher = Publisher(make_celery(settings.effective_broker_url, include_tasks=False), client, store)
     coord = Coordinator(store, client, publisher, FileArtifactStore(settings.artifacts_dir), settings)
@@ -131,6 +252,18 @@ def db_upgrade() -> None:
     engine = make_engine(get_settings().effective_database_url)
     upgrade(engine)
     typer.echo(f"schema at revision {current_revision(engine)}")
+
+
+def _register_client_commands() -> None:
+    """Client-side commands (login, submit, status, ...) live in app/cli_client.py."""
+    try:
+        from app.cli_client import register
+    except ImportError:  # not written yet
+        return
+    register(cli)
+
+
+_register_client_commands()
 
 
 def main() -> None:

@@ -15,8 +15,8 @@ from app.codepack import pack_directory
 from app.config import Settings
 from app.coordinator.dispatch import Publisher
 from app.coordinator.loop import Coordinator
-from app.services.experiments import submit
 from app.optimizers.base import Optimizer
+from app.services.experiments import submit
 from app.space import Config
 from app.spec import ExperimentSpec, parse_spec
 from app.store.artifacts import FileArtifactStore

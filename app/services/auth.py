@@ -10,12 +10,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import os
 import re
 import secrets
 import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import update
 from sqlmodel import select
@@ -170,3 +172,20 @@ class Auth:
             n = s.execute(q.values(revoked_at=utcnow())).rowcount
             s.commit()
             return int(n)
+
+
+def ensure_admin(auth: Auth, home: Path, password: str | None) -> str | None:
+    """First start: create user `admin` (password given, or generated and saved 0600 under home)."""
+    if auth.users():
+        return None
+    generated = password is None
+    password = password or secrets.token_urlsafe(12)
+    auth.add_user("admin", password, admin=True)
+    if not generated:
+        return "created user admin with the password from HPO_ADMIN_PASSWORD"
+    path = home / "admin-password"
+    home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(password + "\n")
+    return f"created user admin; its password is in {path}"

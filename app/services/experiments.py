@@ -15,7 +15,7 @@ from app.codepack import ArchiveError, ArchiveLimits, inspect_archive, sha256
 from app.optimizers.settings import parse_settings
 from app.services.auth import Principal
 from app.services.errors import BadRequest, Conflict, NotFound
-from app.spec import ExperimentSpec, Problem, SpecError
+from app.spec import ExperimentSpec, Problem, SpecError, parse_spec
 from app.spec.model import ResourceRequest
 from app.store.artifacts import ArtifactStore
 from app.store.models import Experiment, ExperimentState, Trial, TrialState
@@ -202,3 +202,19 @@ def stop_trial(store: Store, user: Principal, exec_id: str, *, force: bool = Fal
     assert trial.id is not None
     store.request_trial_stop(trial.id, "force" if force else "stop")
     return trial
+
+
+def submit_payload(
+    store: Store,
+    payload: object,
+    code: bytes,
+    filename: str,
+    *,
+    owner: str,
+    limits: ArchiveLimits,
+    cpu_only: bool = False,
+    has_gpus: bool | None = None,
+) -> Experiment:
+    """An API submission: a decoded spec (either form) and its code; SpecError names bad fields."""
+    spec = apply_gpu_policy(parse_spec(payload), cpu_only=cpu_only, has_gpus=has_gpus)
+    return submit(store, spec, code, filename, owner=owner, limits=limits)

@@ -213,6 +213,21 @@ class Store:
                 q = q.where(Trial.state.in_(list(states)))  # type: ignore[attr-defined]
             return list(s.exec(q))
 
+    def trial_by_number(self, experiment_id: int, number: int) -> Trial | None:
+        with self.session() as s:
+            q = select(Trial).where(Trial.experiment_id == experiment_id, Trial.number == number)
+            return s.exec(q).first()
+
+    def metric_points_page(self, trial_id: int, *, after: int = -1, limit: int = 1000) -> list[MetricPoint]:
+        with self.session() as s:
+            q = (
+                select(MetricPoint)
+                .where(MetricPoint.trial_id == trial_id, MetricPoint.seq > after)  # type: ignore[operator]
+                .order_by(MetricPoint.seq)
+                .limit(limit)
+            )
+            return list(s.exec(q))
+
     def trial_by_exec_id(self, exec_id: str) -> Trial | None:
         with self.session() as s:
             return s.exec(select(Trial).where(Trial.exec_id == exec_id)).first()

@@ -1,0 +1,101 @@
+"""Reading a submission from multipart form data: the spec part and one code file part.
+
+WMLA clients send the spec as part `data` and the model under any field name (`file`, or the
+file's own name); the native API takes `spec` (JSON or YAML, text or file) and `code`. Sizes are
+checked before anything is parsed further; the code is kept in memory, never unpacked here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from fastapi import Request
+from starlette.datastructures import UploadFile
+
+from app.config import Settings
+from app.services.errors import BadRequest, TooLarge
+
+FORM_LIMITS = {"max_files": 4, "max_fields": 16, "max_part_size": 4 * 1024 * 1024}
+
+
+@dataclass
+class Upload:
+    spec: Any
+    code: bytes
+    filename: str
+
+
+def _basename(name: str) -> str:
+    return name.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+async def _form(request: Request, settings: Settings) -> Any:
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > settings.code_max_bytes + 8 * 1024 * 1024:
+        raise TooLarge(
+            f"request of {length} bytes is over the upload limit ({settings.code_max_bytes} bytes)"
+        )
+    return await request.form(**FORM_LIMITS)
+
+
+async def _code_part(form: Any, settings: Settings, exclude: tuple[str, ...]) -> tuple[bytes, str]:
+    files = [
+        (key, value)
+        for key, value in form.multi_items()
+        if isinstance(value, UploadFile) and key not in exclude
+    ]
+    if not files:
+        raise BadRequest(
+            "file: a model file part is required (a .modelDir.tar archive or a script)", field="file"
+        )
+    if len(files) > 1:
+        raise BadRequest(f"file: expected one model file part, got {len(files)}", field="file")
+    key, upload = files[0]
+    data = await upload.read(settings.code_max_bytes + 1)
+    if len(data) > settings.code_max_bytes:
+        raise TooLarge(f"file: over the {settings.code_max_bytes} byte limit", field="file")
+    filename = _basename(upload.filename or key)
+    if not filename or filename in (".", ".."):
+        raise BadRequest("file: the part needs a file name", field="file")
+    return data, filename
+
+
+async def _text(value: Any) -> str:
+    if isinstance(value, UploadFile):
+        raw = await value.read(FORM_LIMITS["max_part_size"] + 1)
+        if len(raw) > FORM_LIMITS["max_part_size"]:
+            raise TooLarge("the spec part is too large")
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("the spec part is not UTF-8 text") from None
+    return str(value)
+
+
+async def wmla_upload(request: Request, settings: Settings) -> Upload:
+    form = await _form(request, settings)
+    if "data" not in form:
+        raise BadRequest("data: required (the task definition as JSON)", field="data")
+    text = await _text(form["data"])
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"data: not valid JSON: {exc}", field="data") from None
+    code, filename = await _code_part(form, settings, exclude=("data",))
+    return Upload(spec=spec, code=code, filename=filename)
+
+
+async def native_upload(request: Request, settings: Settings) -> Upload:
+    form = await _form(request, settings)
+    if "spec" not in form:
+        raise BadRequest("spec: required (the experiment spec as JSON or YAML)", field="spec")
+    text = await _text(form["spec"])
+    try:
+        spec = yaml.safe_load(text)  # JSON is YAML too
+    except yaml.YAMLError as exc:
+        raise BadRequest(f"spec: not valid JSON or YAML: {exc}", field="spec") from None
+    code, filename = await _code_part(form, settings, exclude=("spec",))
+    return Upload(spec=spec, code=code, filename=filename)
