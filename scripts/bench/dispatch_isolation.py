@@ -32,9 +32,9 @@ from app.codepack import pack_directory  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.coordinator.dispatch import Publisher  # noqa: E402
 from app.coordinator.loop import Coordinator  # noqa: E402
-from app.services.experiments import submit  # noqa: E402
 from app.local_workers import LocalWorker  # noqa: E402
 from app.optimizers.bayesian import Bayesian  # noqa: E402
+from app.services.experiments import submit  # noqa: E402
 from app.spec import parse_spec  # noqa: E402
 from app.store.artifacts import FileArtifactStore  # noqa: E402
 from app.store.db import ensure_schema, make_engine  # noqa: E402
