@@ -311,7 +311,10 @@ def list_experiments(
     if json_output:
         _print_json(exps)
         return
-    table = Table("name", "state", "progress", "best", "owner", "age")
+    table = Table()
+    table.add_column("name", overflow="fold")  # a narrow terminal folds names, never cuts them
+    for column in ("state", "progress", "best", "owner", "age"):
+        table.add_column(column, no_wrap=True)
     for e in exps:
         table.add_row(
             e["name"], e["state"], _progress(e), _best(e), e.get("owner") or "-", _age(e.get("created_at"))
@@ -363,7 +366,10 @@ def trials(
     if json_output:
         _print_json(rows)
         return
-    table = Table("#", "state", "objective", "params", "worker", "duration")
+    table = Table()
+    table.add_column("#", justify="right")
+    for column in ("state", "objective", "params", "worker", "duration"):
+        table.add_column(column, overflow="fold")
     for t in rows:
         table.add_row(
             str(t["number"]), t["state"], _number(t.get("objective")), _params(t.get("params") or {}),

@@ -217,7 +217,7 @@ def _spec_text(path: Path, name: str | None) -> tuple[ExperimentSpec, str]:
         return spec, text
     data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     data["hpoName" if is_wmla(data) else "name"] = name
-    return parse_spec(data, source=str(path)), json.dumps(data)
+    return parse_spec(data, source=str(path)), json.dumps(data, default=str)
 
 
 class HpoClient:
@@ -303,8 +303,9 @@ class HpoClient:
         """Trade the user name and password for a token (kept on this client and returned)."""
         if not self.user or self.password is None:
             raise HpoError("login needs a user name and a password")
+        self.token = None  # Basic only: a token header would win over the credentials
         response = self._request(
-            "POST", "/api/v1/tokens", auth=httpx.BasicAuth(self.user, self.password), headers={}, hint=False
+            "POST", "/api/v1/tokens", auth=httpx.BasicAuth(self.user, self.password), hint=False
         )
         body = response.json()
         self.token = str(body["token"])

@@ -307,7 +307,7 @@ def test_trials_pagination_follows_next_after(alice: HpoClient, finished: dict[s
 
 # --- control ----------------------------------------------------------------------------------------
 def test_stop_restart_stop_and_delete(
-    alice: HpoClient, hpo: Hpo, workdir: Path, finished: dict[str, str]
+    alice: HpoClient, hpo: Hpo, workdir: Path, credentials: Path, finished: dict[str, str]
 ) -> None:
     spec = _native(
         workdir / "hang.yaml",
@@ -317,17 +317,33 @@ def test_stop_restart_stop_and_delete(
     )
     done = hpo("submit", str(spec), "--model-dir", str(QUAD), "--name", "alice-hang")
     assert done.returncode == 0, done.stderr
-    running = lambda: (e := alice.experiment("alice-hang"))["state"] == "RUNNING" and e["counts"]["running"]  # noqa: E731
+
+    def running() -> bool:
+        exp = alice.experiment("alice-hang")
+        return exp["state"] == "RUNNING" and exp["counts"]["running"] > 0
+
     _until(running, 30, "a running trial")
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "logs", "alice-hang", "0", "--follow", "--interval", "0.3"],
+        env=_env(credentials), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        done = hpo("delete", "alice-hang")  # still running: refused
+        assert done.returncode == 2 and "stop it before deleting it" in done.stderr
 
-    done = hpo("delete", "alice-hang")  # still running: refused
-    assert done.returncode == 2 and "stop it before deleting it" in done.stderr
-
-    done = hpo("stop", "alice-hang")
-    assert done.returncode == 0, done.stderr
-    exp = alice.wait("alice-hang", poll_s=0.3, timeout_s=30)
-    assert exp["state"] == "STOPPED"
-    assert all(t["state"] != "RUNNING" for t in alice.trials("alice-hang"))
+        done = hpo("stop", "alice-hang")
+        assert done.returncode == 0, done.stderr
+        exp = alice.wait("alice-hang", poll_s=0.3, timeout_s=30)
+        assert exp["state"] == "STOPPED"
+        assert all(t["state"] != "RUNNING" for t in alice.trials("alice-hang"))
+        out, err = follow.communicate(timeout=15)  # --follow ends with the trial
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.communicate()
+    assert follow.returncode == 0, err
+    assert out.count("config {") == 1  # live tail then final log, each line printed once
+    assert f"trial 0 {alice.trial('alice-hang', 0)['state']}" in err
 
     done = hpo("stop", "alice-hang")  # already stopped: a 400
     assert done.returncode == 2 and "already stopped" in done.stderr
