@@ -37,10 +37,12 @@ def _command_options(app: typer.Typer, argv: list[str]) -> set[str] | None:
 
 def test_services_and_dependencies() -> None:
     services = _compose()["services"]
-    assert {"redis", "postgres", "coordinator", "worker", "flower", "migrate"} <= set(services)
+    assert {"redis", "postgres", "api", "coordinator", "worker", "flower", "migrate"} <= set(services)
+    api_volumes, coordinator_volumes = services["api"]["volumes"], services["coordinator"]["volumes"]
+    assert set(api_volumes) & set(coordinator_volumes)  # the API serves the results the coordinator stores
     redis_cmd = services["redis"]["command"]
     assert "--appendonly" in redis_cmd and redis_cmd[redis_cmd.index("--appendonly") + 1] == "yes"
-    for name in ("coordinator", "worker", "flower"):
+    for name in ("api", "coordinator", "worker", "flower"):
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
         assert services[name]["image"] == "hpo-queue:cpu"
     assert services["migrate"]["build"]["target"] == "cpu"
