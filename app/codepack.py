@@ -6,9 +6,11 @@ or a single script. Packing is deterministic, so the same folder always has the 
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import hashlib
 import io
+import lzma
 import os
 import posixpath
 import re
@@ -124,12 +126,106 @@ def _check_member(member: tarfile.TarInfo, filename: str) -> None:
         raise ArchiveError(f"{filename}: member {name!r} is a device, fifo or other special file")
 
 
+_META_TYPES = {b"L", b"K", b"x", b"g"}  # GNU long name/link, PAX headers: tarfile reads them whole
+META_MAX = 64 * 1024
+_ZERO_BLOCK = bytes(512)
+
+
+def _decompressed(data: bytes) -> io.BufferedIOBase:
+    if data[:2] == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=io.BytesIO(data))  # type: ignore[return-value]
+    if data[:3] == b"BZh":
+        return bz2.BZ2File(io.BytesIO(data))  # type: ignore[return-value]
+    if data[:6] == b"\xfd7zXZ\x00":
+        return lzma.LZMAFile(io.BytesIO(data))  # type: ignore[return-value]
+    return io.BytesIO(data)
+
+
+def _header_size(block: bytes) -> int:
+    field = block[124:136]
+    if field[0] & 0x80:  # base-256 encoding of large sizes
+        return int.from_bytes(field[1:], "big")
+    return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
+
+
+def _checksum_ok(block: bytes) -> bool:
+    try:
+        stored = int(block[148:156].split(b"\0", 1)[0].strip() or b"-1", 8)
+    except ValueError:
+        return False
+    unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
+    return stored == unsigned
+
+
+def _scan_headers(data: bytes, filename: str, limits: ArchiveLimits) -> None:
+    """Walk the raw 512-byte headers before tarfile does: tarfile buffers a long-name or PAX header
+    whole, whatever size it claims, so an oversized one is refused here, streaming."""
+    total = 0
+    try:
+        with _decompressed(data) as stream:
+            while True:
+                block = stream.read(512)
+                if len(block) < 512 or block == _ZERO_BLOCK:
+                    return
+                if not _checksum_ok(block):
+                    return  # not a tar header: tarfile decides what this is
+                size = _header_size(block)
+                if block[156:157] in _META_TYPES and size > META_MAX:
+                    raise ArchiveError(
+                        f"{filename}: a {size}-byte long-name or PAX header (limit {META_MAX})"
+                    )
+                total += size
+                if total > limits.max_unpacked_bytes:
+                    raise ArchiveError(f"{filename}: unpacks to more than {limits.max_unpacked_bytes} bytes")
+                remaining = -(-size // 512) * 512
+                while remaining > 0:
+                    chunk = stream.read(min(remaining, 1 << 20))
+                    if not chunk:
+                        return
+                    remaining -= len(chunk)
+    except ArchiveError:
+        raise
+    except (OSError, EOFError, ValueError, zlib_error, lzma.LZMAError):
+        return  # not a tar we can walk: tarfile (or the single-file path) decides
+
+
+def _walk(path: str, links: set[str]) -> bool:
+    """True when `path`, followed component by component, passes through one of `links`."""
+    comps = [c for c in path.replace("\\", "/").split("/") if c not in ("", ".")]
+    parts: list[str] = []
+    for i, comp in enumerate(comps):
+        if comp == "..":
+            if parts:
+                parts.pop()
+            continue
+        parts.append(comp)
+        if i < len(comps) - 1 and "/".join(parts) in links:
+            return True
+    return False
+
+
+def _check_links(members: list[tarfile.TarInfo], filename: str) -> None:
+    """No member or link target may lie under a symlink of the archive: lexical checks of link
+    targets are only sound when no path goes through another link."""
+    links = {posixpath.normpath(m.name) for m in members if m.issym()}
+    if not links:
+        return
+    for m in members:
+        if _walk(m.name, links):
+            raise ArchiveError(f"{filename}: member {m.name!r} lies under a symlink of the archive")
+        if m.issym() and _walk(posixpath.join(posixpath.dirname(m.name), m.linkname), links):
+            raise ArchiveError(f"{filename}: symlink {m.name!r} points through another symlink")
+        if m.islnk() and _walk(m.linkname, links):
+            raise ArchiveError(f"{filename}: hard link {m.name!r} points through a symlink")
+
+
 def inspect_archive(data: bytes, filename: str, limits: ArchiveLimits | None = None) -> ArchiveInfo:
     """Recognise an upload (a tar with one top folder, or a single script) and refuse hostile ones:
     absolute paths, '..', links leading outside, special files, too many members, too many bytes."""
     limits = limits or ArchiveLimits()
     if len(data) > limits.max_bytes:
         raise ArchiveError(f"{filename}: {len(data)} bytes, over the {limits.max_bytes} byte limit")
+    _scan_headers(data, filename, limits)
     tar = _open_tar(data)
     if tar is None:
         if filename.endswith((".tar", ".tgz", ".tar.gz")):
@@ -138,6 +234,7 @@ def inspect_archive(data: bytes, filename: str, limits: ArchiveLimits | None = N
             raise ArchiveError(f"{filename!r}: a single uploaded file needs a plain file name")
         return ArchiveInfo(kind="file", top=None, members=(filename,))
     names: list[str] = []
+    members: list[tarfile.TarInfo] = []
     total = 0
     try:
         with tar:
@@ -145,6 +242,7 @@ def inspect_archive(data: bytes, filename: str, limits: ArchiveLimits | None = N
                 if count > limits.max_members:
                     raise ArchiveError(f"{filename}: more than {limits.max_members} members")
                 _check_member(member, filename)
+                members.append(member)
                 total += max(member.size, 0)
                 if total > limits.max_unpacked_bytes:
                     raise ArchiveError(f"{filename}: unpacks to more than {limits.max_unpacked_bytes} bytes")
@@ -152,6 +250,7 @@ def inspect_archive(data: bytes, filename: str, limits: ArchiveLimits | None = N
                     names.append(member.name.lstrip("./"))
     except (tarfile.TarError, EOFError, OSError, zlib_error) as exc:
         raise ArchiveError(f"{filename}: corrupt archive: {exc}") from None
+    _check_links(members, filename)
     if not names:
         raise ArchiveError(f"{filename}: the archive is empty")
     tops = {Path(n).parts[0] for n in names}

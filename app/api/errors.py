@@ -17,8 +17,21 @@ log = logging.getLogger("hpo.api")
 WMLA_PREFIXES = ("/platform/rest/", "/auth/")
 
 
+def _utf8(value: object) -> object:
+    """Messages may quote user input; lone surrogates must not make the error itself fail."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {str(_utf8(k)): _utf8(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_utf8(v) for v in value]
+    return value
+
+
 def _respond(request: Request, status: int, code: str, message: str, **extra: object) -> Response:
     headers = {"WWW-Authenticate": 'Basic realm="hpo"'} if status == 401 else None
+    message = str(_utf8(message))
+    extra = {k: _utf8(v) for k, v in extra.items()}
     if request.url.path.startswith(WMLA_PREFIXES):
         return PlainTextResponse(f"Error {status}: {message}", status_code=status, headers=headers)
     body = {"error": {"code": code, "message": message, **{k: v for k, v in extra.items() if v}}}

@@ -50,10 +50,17 @@ async def _token_response(request: Request, kind: str) -> tuple[dict, str]:
     return body, token
 
 
-@router.api_route("/auth/v1/logon", methods=["GET", "POST"])
+@router.get("/auth/v1/logon")
 async def cpd_logon(request: Request) -> JSONResponse:
+    """CPD-style logon: Basic (or a JSON body) in, {"accessToken", ...} out."""
     body, _ = await _token_response(request, "token")
     return JSONResponse(body)
+
+
+@router.post("/auth/v1/logon")
+async def cpd_logon_post(request: Request) -> JSONResponse:
+    """The same logon, for clients that POST it."""
+    return await cpd_logon(request)
 
 
 @router.get("/platform/rest/conductor/v1/auth/logon")

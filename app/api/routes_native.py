@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, Response
 
@@ -16,6 +18,8 @@ from app.services.errors import NotFound
 from app.services.logs import trial_log, trial_result
 from app.store.models import Experiment, Trial
 
+INT_MAX = 2**31 - 1  # ids and numbers are 32-bit SQL integers
+TrialNumber = Annotated[int, Path(ge=0, le=INT_MAX, description="trial number (0-based)")]
 ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413)}
 router = APIRouter(prefix="/api/v1", tags=["native"], responses=ERRORS)  # type: ignore[arg-type]
 
@@ -37,7 +41,7 @@ def _trial(ctx: AppContext, user: Principal, name: str, number: int) -> Trial:
 @router.get("/experiments", response_model=Page[ExperimentOut])
 def list_experiments(
     request: Request,
-    after: int = Query(0, ge=0, description="last experiment id seen"),
+    after: int = Query(0, ge=0, le=INT_MAX, description="last experiment id seen"),
     limit: int = Query(100, ge=1, le=1000),
     user: Principal = Depends(current_user),
 ) -> Page[ExperimentOut]:
@@ -113,7 +117,7 @@ def best(name: str, request: Request, user: Principal = Depends(current_user)) -
 def list_trials(
     name: str,
     request: Request,
-    after: int = Query(-1, ge=-1, description="last trial number seen"),
+    after: int = Query(-1, ge=-1, le=INT_MAX, description="last trial number seen"),
     limit: int = Query(100, ge=1, le=1000),
     state: str | None = Query(None, description="only trials in this state"),
     user: Principal = Depends(current_user),
@@ -128,16 +132,18 @@ def list_trials(
 
 
 @router.get("/experiments/{name}/trials/{number}", response_model=TrialOut)
-def get_trial(name: str, number: int, request: Request, user: Principal = Depends(current_user)) -> TrialOut:
+def get_trial(
+    name: str, number: TrialNumber, request: Request, user: Principal = Depends(current_user)
+) -> TrialOut:
     return TrialOut.of(_trial(ctx_of(request), user, name, number))
 
 
 @router.get("/experiments/{name}/trials/{number}/metrics", response_model=Page[MetricPointOut])
 def get_metrics(
     name: str,
-    number: int,
+    number: TrialNumber,
     request: Request,
-    after: int = Query(-1, ge=-1),
+    after: int = Query(-1, ge=-1, le=INT_MAX),
     limit: int = Query(1000, ge=1, le=10000),
     user: Principal = Depends(current_user),
 ) -> Page[MetricPointOut]:
@@ -153,7 +159,7 @@ def get_metrics(
 @router.get("/experiments/{name}/trials/{number}/log", response_class=PlainTextResponse)
 def get_log(
     name: str,
-    number: int,
+    number: TrialNumber,
     request: Request,
     stream: str = Query("stdout", pattern="^(stdout|stderr)$"),
     user: Principal = Depends(current_user),
@@ -164,7 +170,9 @@ def get_log(
 
 
 @router.get("/experiments/{name}/trials/{number}/result")
-def get_result(name: str, number: int, request: Request, user: Principal = Depends(current_user)) -> Response:
+def get_result(
+    name: str, number: TrialNumber, request: Request, user: Principal = Depends(current_user)
+) -> Response:
     ctx = ctx_of(request)
     trial = _trial(ctx, user, name, number)
     data = trial_result(trial, ctx.artifacts)
@@ -174,7 +182,11 @@ def get_result(name: str, number: int, request: Request, user: Principal = Depen
 
 @router.post("/experiments/{name}/trials/{number}/stop", response_model=TrialOut)
 def stop_trial(
-    name: str, number: int, request: Request, force: bool = False, user: Principal = Depends(current_user)
+    name: str,
+    number: TrialNumber,
+    request: Request,
+    force: bool = False,
+    user: Principal = Depends(current_user),
 ) -> TrialOut:
     ctx = ctx_of(request)
     trial = _trial(ctx, user, name, number)

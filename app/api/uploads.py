@@ -75,6 +75,32 @@ async def _text(value: Any) -> str:
     return str(value)
 
 
+def _reject_surrogates(value: Any, field: str) -> None:
+    """Text that cannot be UTF-8 (a lone surrogate from a JSON escape) is refused up front."""
+    stack: list[Any] = [value]
+    seen: set[int] = set()
+    budget = 1_000_000
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict | list):
+            if id(item) in seen:  # YAML anchors make shared and even self-containing nodes
+                continue
+            seen.add(id(item))
+        budget -= 1
+        if budget < 0:
+            raise BadRequest(f"{field}: too large", field=field)
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadRequest(f"{field}: contains text that is not valid Unicode", field=field) from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
 async def wmla_upload(request: Request, settings: Settings) -> Upload:
     form = await _form(request, settings)
     if "data" not in form:
@@ -84,6 +110,9 @@ async def wmla_upload(request: Request, settings: Settings) -> Upload:
         spec = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"data: not valid JSON: {exc}", field="data") from None
+    except RecursionError:
+        raise BadRequest("data: nested too deeply", field="data") from None
+    _reject_surrogates(spec, "data")
     code, filename = await _code_part(form, settings, exclude=("data",))
     return Upload(spec=spec, code=code, filename=filename)
 
@@ -94,8 +123,16 @@ async def native_upload(request: Request, settings: Settings) -> Upload:
         raise BadRequest("spec: required (the experiment spec as JSON or YAML)", field="spec")
     text = await _text(form["spec"])
     try:
-        spec = yaml.safe_load(text)  # JSON is YAML too
-    except yaml.YAMLError as exc:
-        raise BadRequest(f"spec: not valid JSON or YAML: {exc}", field="spec") from None
+        spec = json.loads(text)  # JSON first: YAML mangles JSON's escaped surrogate pairs (emoji)
+    except json.JSONDecodeError:
+        try:
+            spec = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise BadRequest(f"spec: not valid JSON or YAML: {exc}", field="spec") from None
+        except RecursionError:
+            raise BadRequest("spec: nested too deeply", field="spec") from None
+    except RecursionError:
+        raise BadRequest("spec: nested too deeply", field="spec") from None
+    _reject_surrogates(spec, "spec")
     code, filename = await _code_part(form, settings, exclude=("spec",))
     return Upload(spec=spec, code=code, filename=filename)

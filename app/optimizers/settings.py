@@ -85,12 +85,12 @@ def _check(cond: bool, message: str) -> None:
 
 # field -> (parser, validator(value, max_trials))
 _FIELDS: dict[str, tuple[Callable[[str], Any], Callable[[Any, int | None], None]]] = {
-    "seed": (_int, lambda v, m: _check(v >= 0, "must be >= 0")),
-    "warm_up": (_int, lambda v, m: _check(v > 2, "must be greater than 2")),
-    "ei_candidates": (_int, lambda v, m: _check(v > 1, "must be greater than 1")),
+    "seed": (_int, lambda v, m: _check(0 <= v < 2**31, "must be in [0, 2**31)")),
+    "warm_up": (_int, lambda v, m: _check(2 < v < 2**31, "must be greater than 2")),
+    "ei_candidates": (_int, lambda v, m: _check(1 < v <= 100_000, "must be in (1, 100000]")),
     "good_ratio": (_float, lambda v, m: _check(0 < v <= 1, "must be in (0, 1]")),
-    "good_max": (_int, lambda v, m: _check(v > 1, "must be greater than 1")),
-    "init_points": (_int, lambda v, m: _check(v >= 1, "must be at least 1")),
+    "good_max": (_int, lambda v, m: _check(1 < v < 2**31, "must be greater than 1")),
+    "init_points": (_int, lambda v, m: _check(1 <= v < 2**31, "must be at least 1")),
     "noiseless": (_bool, lambda v, m: None),
     "cube_size": (
         _int,

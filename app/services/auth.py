@@ -61,7 +61,15 @@ def check_password(password: str, stored: str) -> bool:
 
 
 def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
 
 
 class Auth:
@@ -76,8 +84,8 @@ class Auth:
     def add_user(self, name: str, password: str, *, admin: bool = False) -> User:
         if not USER_RE.match(name):
             raise BadRequest("user name: letters, digits and _ . @ - only (max 64)", field="name")
-        if len(password) < 8:
-            raise BadRequest("password: at least 8 characters", field="password")
+        if len(password) < 8 or not _is_text(password):
+            raise BadRequest("password: at least 8 characters of text", field="password")
         with self.store.session() as s:
             if s.exec(select(User).where(User.name == name)).first() is not None:
                 raise Conflict(f"user {name!r} already exists", field="name")
@@ -107,6 +115,8 @@ class Auth:
 
     # --- credentials -------------------------------------------------------------------
     def login(self, name: str, password: str) -> Principal:
+        if not (_is_text(name) and _is_text(password)):
+            raise Unauthorized("wrong user name or password")
         user = self.user(name)
         if user is None:
             check_password(password, hash_password("x"))  # same cost whether or not the user exists

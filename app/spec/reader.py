@@ -94,6 +94,11 @@ def to_int(value: Any, *, allow_str: bool = True) -> int:
     return number
 
 
+# Integers are stored in 32-bit SQL columns (PostgreSQL `integer`); limits and counts stay below.
+INT_MAX = 2**31 - 1
+NUMBER_MAX = 1e12  # minutes or seconds: more than 30,000 years
+
+
 class Reader:
     """One JSON-ish value at `path`, plus the shared problem and warning lists."""
 
@@ -193,10 +198,11 @@ class Reader:
         required: bool = False,
         default: int | None = None,
         minimum: int | None = None,
+        maximum: int = INT_MAX,
         unlimited: bool = False,
         allow_str: bool = True,
     ) -> int | None:
-        """An integer >= minimum; with `unlimited`, -1 is accepted and read as None."""
+        """An integer in [minimum, maximum]; with `unlimited`, -1 is accepted and read as None."""
         value = self.get(key)
         if value is None:
             self._required(key, required)
@@ -212,6 +218,9 @@ class Reader:
         if minimum is not None and number < minimum:
             self.problem(f"must be {expected}, got {show(value)}", key)
             return None
+        if number > maximum:
+            self.problem(f"must be at most {maximum}, got {show(value)}", key)
+            return None
         return number
 
     def number(
@@ -222,6 +231,7 @@ class Reader:
         default: float | None = None,
         gt: float | None = None,
         ge: float | None = None,
+        le: float = NUMBER_MAX,
         unlimited: bool = False,
         allow_str: bool = True,
     ) -> float | None:
@@ -242,6 +252,9 @@ class Reader:
             return None
         if (gt is not None and not number > gt) or (ge is not None and not number >= ge):
             self.problem(f"must be {expected}, got {show(value)}", key)
+            return None
+        if number > le:
+            self.problem(f"must be at most {fmt(le)}, got {show(value)}", key)
             return None
         return number
 
