@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.middleware.gzip import GZipMiddleware
 
 from app import __version__
 from app.api import errors, routes_auth, routes_native, routes_wmla
@@ -40,6 +41,7 @@ def create_app(
         cpu_only=cpu_only,
         has_gpus=has_gpus,
     )
+    app.add_middleware(GZipMiddleware, minimum_size=4096, compresslevel=1)  # big WMLA task views: MBs
     errors.install(app)
     app.include_router(routes_auth.router)
     app.include_router(routes_wmla.router)

@@ -49,7 +49,7 @@ def list_experiments(
     exps = svc.visible(ctx.store, user, after=after, limit=limit + 1)
     page, more = exps[:limit], len(exps) > limit
     counts = ctx.store.trial_counts_many(e.id for e in page)  # type: ignore[misc]
-    bests = {e.best_trial_id: ctx.store.trial(e.best_trial_id) for e in page if e.best_trial_id is not None}
+    bests = ctx.store.trials_by_ids(e.best_trial_id for e in page if e.best_trial_id is not None)
     items = [
         ExperimentOut.of(e, counts[e.id], bests[e.best_trial_id].number if e.best_trial_id in bests else None)  # type: ignore[index,union-attr]
         for e in page

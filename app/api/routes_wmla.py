@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
+from pydantic_core import to_json
 
 from app.api.context import ctx_of
 from app.api.security import current_user
@@ -24,14 +25,14 @@ router = APIRouter(prefix=PREFIX, tags=["WMLA"])
 def _task(request: Request, name: str, user: Principal) -> dict:
     ctx = ctx_of(request)
     exp = svc.get_for(ctx.store, user, name)
-    return task_view(exp, ctx.store.trials(exp.id), datetime.now(UTC))  # type: ignore[arg-type]
+    return task_view(exp, ctx.store.trial_rows(exp.id), datetime.now(UTC))  # type: ignore[arg-type]
 
 
 @router.get("/hypersearch")
 def list_tasks(request: Request, user: Principal = Depends(current_user)) -> list[dict]:
     ctx = ctx_of(request)
     now = datetime.now(UTC)
-    return [task_view(e, ctx.store.trials(e.id), now) for e in svc.visible(ctx.store, user)]  # type: ignore[arg-type]
+    return [task_view(e, ctx.store.trial_rows(e.id), now) for e in svc.visible(ctx.store, user)]  # type: ignore[arg-type]
 
 
 @router.post("/hypersearch")
@@ -62,8 +63,9 @@ def delete_tasks(request: Request, user: Principal = Depends(current_user)) -> R
 
 
 @router.get("/hypersearch/{hpoName}")
-def get_task(hpoName: str, request: Request, user: Principal = Depends(current_user)) -> dict:
-    return _task(request, hpoName, user)
+def get_task(hpoName: str, request: Request, user: Principal = Depends(current_user)) -> Response:
+    # Serialised here, by pydantic-core: at 10,000 trials FastAPI's generic encoder doubles the time.
+    return Response(to_json(_task(request, hpoName, user)), media_type="application/json")
 
 
 @router.put("/hypersearch/{hpoName}", status_code=204)

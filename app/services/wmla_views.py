@@ -30,8 +30,14 @@ EXEC_STATE = {
 }
 
 
+_LOCAL = datetime.now().astimezone().tzinfo  # the server's zone, as WMLA prints times
+
+
 def wmla_time(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    if value is None:
+        return None
+    t = value.astimezone(_LOCAL)
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d} {t.hour:02d}:{t.minute:02d}:{t.second:02d}"
 
 
 def wmla_duration(start: datetime | None, end: datetime | None, now: datetime) -> str:
@@ -41,31 +47,42 @@ def wmla_duration(start: datetime | None, end: datetime | None, now: datetime) -
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def _data_type(spec: ExperimentSpec, name: str, value: Any) -> str:
-    try:
-        param = spec.space[name]
-    except KeyError:
-        param = None
-    if isinstance(param, CategoricalParam):
-        return param.value_type
-    if isinstance(param, NumericParam):
-        return "int" if param.integer else "double"
+def _space_types(spec: ExperimentSpec) -> dict[str, str]:
+    """WMLA dataType of each parameter of the space (looked up once per experiment)."""
+    out = {}
+    for p in spec.space.params:
+        if isinstance(p, CategoricalParam):
+            out[p.name] = p.value_type
+        elif isinstance(p, NumericParam):
+            out[p.name] = "int" if p.integer else "double"
+    return out
+
+
+def _value_type(value: Any) -> str:
     if isinstance(value, bool | str):
         return "str"
     return "int" if isinstance(value, int) else "double"
 
 
 def _fixed(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value) if isinstance(value, int) else json.dumps(value)
 
 
-def experiment_view(trial: Trial, spec: ExperimentSpec) -> dict[str, Any]:
+def experiment_view(trial: Any, spec: ExperimentSpec, types: dict[str, str] | None = None) -> dict[str, Any]:
+    """One trial (a Trial or a light row with the same fields) as a WMLA HpoExperiment."""
+    types = _space_types(spec) if types is None else types
     grid = spec.algorithm.name == "grid"
     params = []
     for name, value in trial.params.items():
         entry = {
             "name": name,
-            "dataType": _data_type(spec, name, value),
+            "dataType": types.get(name) or _value_type(value),
             "fixedVal": _fixed(value),
             "userDefined": False,
         }
@@ -113,14 +130,16 @@ def _echo(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def task_view(exp: Experiment, trials: Sequence[Trial], now: datetime) -> dict[str, Any]:
+def task_view(exp: Experiment, trials: Sequence[Any], now: datetime) -> dict[str, Any]:
+    """The task and all its trials (Trial objects or `Store.trial_rows`)."""
     spec = ExperimentSpec.model_validate(exp.spec)
+    types = _space_types(spec)
     counts: dict[str, int] = {}
     for t in trials:
         counts[t.state] = counts.get(t.state, 0) + 1
     failed = counts.get(TrialState.FAILED, 0)
     complete = counts.get(TrialState.FINISHED, 0) + counts.get(TrialState.EARLY_STOPPED, 0) + failed
-    experiments = [experiment_view(t, spec) for t in trials]
+    experiments = [experiment_view(t, spec, types) for t in trials]
     best = next((e for e, t in zip(experiments, trials, strict=True) if t.id == exp.best_trial_id), None)
     view: dict[str, Any] = {
         "hpoName": exp.name,

@@ -213,6 +213,21 @@ class Store:
                 q = q.where(Trial.state.in_(list(states)))  # type: ignore[attr-defined]
             return list(s.exec(q))
 
+    def trial_rows(self, experiment_id: int) -> list[Any]:
+        """Every trial of an experiment as light rows (no ORM objects): what the WMLA view needs."""
+        cols = [Trial.id, Trial.number, Trial.exec_id, Trial.state, Trial.params, Trial.objective,
+                Trial.metrics_summary, Trial.started_at, Trial.ended_at]  # fmt: skip
+        with self.engine.connect() as conn:
+            q = select(*cols).where(Trial.experiment_id == experiment_id).order_by(Trial.number)  # type: ignore[call-overload]
+            return list(conn.execute(q))
+
+    def trials_by_ids(self, ids: Iterable[int]) -> dict[int, Trial]:
+        wanted = list(ids)
+        if not wanted:
+            return {}
+        with self.session() as s:
+            return {t.id: t for t in s.exec(select(Trial).where(Trial.id.in_(wanted)))}  # type: ignore[union-attr,misc]
+
     def trial_by_number(self, experiment_id: int, number: int) -> Trial | None:
         with self.session() as s:
             q = select(Trial).where(Trial.experiment_id == experiment_id, Trial.number == number)
