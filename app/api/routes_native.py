@@ -11,7 +11,7 @@ from fastapi.responses import PlainTextResponse, Response
 from app.api.context import AppContext, ctx_of
 from app.api.schemas import BestOut, ErrorBody, ExperimentOut, MetricPointOut, Page, TrialOut
 from app.api.security import current_user
-from app.api.uploads import native_upload
+from app.api.uploads import native_upload, submit_upload
 from app.services import experiments as svc
 from app.services.auth import Principal
 from app.services.errors import NotFound
@@ -62,17 +62,7 @@ async def create_experiment(request: Request, user: Principal = Depends(current_
     """Multipart: `spec` (JSON or YAML, either form) and one code file (`code`)."""
     ctx = ctx_of(request)
     upload = await native_upload(request, ctx.settings)
-    exp = await run_in_threadpool(
-        svc.submit_payload,
-        ctx.store,
-        upload.spec,
-        upload.code,
-        upload.filename,
-        owner=user.name,
-        limits=ctx.settings.archive_limits(),
-        cpu_only=ctx.cpu_only,
-        has_gpus=ctx.has_gpus,
-    )
+    exp = await run_in_threadpool(submit_upload, ctx, user, upload)
     return _out(ctx, exp)
 
 

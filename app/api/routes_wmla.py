@@ -11,7 +11,7 @@ from pydantic_core import to_json
 
 from app.api.context import ctx_of
 from app.api.security import current_user
-from app.api.uploads import wmla_upload
+from app.api.uploads import submit_upload, wmla_upload
 from app.services import experiments as svc
 from app.services.auth import Principal
 from app.services.errors import BadRequest
@@ -39,17 +39,7 @@ def list_tasks(request: Request, user: Principal = Depends(current_user)) -> lis
 async def create_task(request: Request, user: Principal = Depends(current_user)) -> Response:
     ctx = ctx_of(request)
     upload = await wmla_upload(request, ctx.settings)
-    exp = await run_in_threadpool(
-        svc.submit_payload,
-        ctx.store,
-        upload.spec,
-        upload.code,
-        upload.filename,
-        owner=user.name,
-        limits=ctx.settings.archive_limits(),
-        cpu_only=ctx.cpu_only,
-        has_gpus=ctx.has_gpus,
-    )
+    exp = await run_in_threadpool(submit_upload, ctx, user, upload)
     if ctx.settings.wmla_create_response == "name":
         return JSONResponse(exp.name)
     return JSONResponse({"uid": exp.name, "href": f"{PREFIX}/hypersearch/{exp.name}"})

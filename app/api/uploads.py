@@ -15,8 +15,12 @@ import yaml
 from fastapi import Request
 from starlette.datastructures import UploadFile
 
+from app.api.context import AppContext
 from app.config import Settings
+from app.services.auth import Principal
 from app.services.errors import BadRequest, TooLarge
+from app.services.experiments import submit_payload
+from app.store.models import Experiment
 
 FORM_LIMITS = {"max_files": 4, "max_fields": 16, "max_part_size": 4 * 1024 * 1024}
 
@@ -136,3 +140,17 @@ async def native_upload(request: Request, settings: Settings) -> Upload:
     _reject_surrogates(spec, "spec")
     code, filename = await _code_part(form, settings, exclude=("spec",))
     return Upload(spec=spec, code=code, filename=filename)
+
+
+def submit_upload(ctx: AppContext, user: Principal, upload: Upload) -> Experiment:
+    """Store a parsed upload as the caller's experiment (SpecError/Conflict on bad input)."""
+    return submit_payload(
+        ctx.store,
+        upload.spec,
+        upload.code,
+        upload.filename,
+        owner=user.name,
+        limits=ctx.settings.archive_limits(),
+        cpu_only=ctx.cpu_only,
+        has_gpus=ctx.has_gpus,
+    )

@@ -25,11 +25,9 @@ import json
 import os
 import platform
 import random
-import socket
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -40,11 +38,11 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-import uvicorn  # noqa: E402
 from pydantic_core import to_json  # noqa: E402
 from sqlalchemy import insert, select  # noqa: E402
 
 from app.api.app import create_app  # noqa: E402
+from app.api.server_thread import ServerThread  # noqa: E402
 from app.codepack import pack_directory  # noqa: E402
 from app.config import Settings  # noqa: E402
 from app.services.auth import Auth  # noqa: E402
@@ -163,31 +161,6 @@ def build_store(home: Path, trials: int, seed: int = 0) -> tuple[Store, dict[str
 
 
 # --- the server --------------------------------------------------------------------------------
-class ServerThread:
-    """uvicorn serving `app` from a background thread on a free port of 127.0.0.1."""
-
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        self.sock.close()
-
-
 # --- measuring and checking --------------------------------------------------------------------
 def quantile(values: list[float], q: float) -> float:
     ordered = sorted(values)

@@ -27,10 +27,7 @@ import logging
 import os
 import random
 import re
-import socket
 import tarfile
-import threading
-import time
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -42,7 +39,6 @@ import httpx
 import pytest
 import requests
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
@@ -50,6 +46,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from app.api.app import create_app
+from app.api.server_thread import ServerThread
 from app.codepack import pack_directory
 from app.config import Settings
 from app.services.auth import Auth
@@ -88,32 +85,6 @@ def known_bug(traceback: str) -> str | None:
 
 
 # --- the server ------------------------------------------------------------------------------
-class ServerThread:
-    """uvicorn serving `app` from a background thread on a free port of 127.0.0.1."""
-
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(app, log_level="critical", access_log=False, lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        self.sock.close()
-
-
 class TracebackLog(logging.Handler):
     """Keeps the tracebacks the API logs for unhandled errors (errors.py `unexpected`)."""
 

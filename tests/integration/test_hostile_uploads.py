@@ -23,20 +23,17 @@ import random
 import socket
 import tarfile
 import tempfile
-import threading
-import time
 import tracemalloc
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from app.api.app import create_app
+from app.api.server_thread import ServerThread
 from app.codepack import ArchiveError, ArchiveLimits, inspect_archive, unpack
 from app.config import Settings
 from app.services.auth import Auth
@@ -218,33 +215,6 @@ API_CASES = [
 
 
 # --- the API, its files, and what must not change ---------------------------------------------
-class ServerThread:
-    """uvicorn serving `app` from a background thread on a free port of 127.0.0.1."""
-
-    def __init__(self, app: Any) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, log_level="critical", access_log=False, lifespan="off")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self) -> ServerThread:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
-        self.sock.close()
-
-
 @dataclass
 class Api:
     url: str
