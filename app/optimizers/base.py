@@ -34,6 +34,9 @@ class Observation:
 class Optimizer(ABC):
     name: ClassVar[str]
     blocking: ClassVar[bool] = False  # True: ask() can take seconds; run it off the coordinator loop
+    # Multi-fidelity searchers (Hyperband) add this key to proposals: the budget a trial trains for.
+    # Proposals equal but for it continue one another and share a checkpoint directory.
+    resource_name: str | None = None
 
     def __init__(
         self,

@@ -98,6 +98,20 @@ class Limits(BaseModel):
     sync_batches: bool = False  # WMLA behaviour: next batch only after the whole batch ended
 
 
+class SchedulerSpec(BaseModel):
+    """Early stopping of running trials on their streamed metrics (native `scheduler:`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["asha", "median"]
+    resource: str | None = None  # config.json key set to `max` for every trial (e.g. "epochs")
+    max: float = 81  # the largest resource a trial trains to (ASHA's R)
+    eta: float = 3.0  # ASHA reduction factor
+    grace: float = 1.0  # ASHA's first rung / median rule: no decision below this resource
+    brackets: int = 1  # ASHA brackets (>1: asynchronous Hyperband)
+    min_samples: int = 3  # median rule: other trials needed at a resource before deciding
+
+
 class ExperimentSpec(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -110,6 +124,7 @@ class ExperimentSpec(BaseModel):
     space: SearchSpace = SearchSpace()
     experiments: tuple[Config, ...] = ()  # ExperimentGridSearch's fixed configurations, in order
     resources: ResourceRequest = ResourceRequest()
+    scheduler: SchedulerSpec | None = None
     env: dict[str, str] = Field(default_factory=dict)  # extra environment for the training process
     warnings: tuple[str, ...] = ()  # unknown keys and other tolerated oddities
     raw: dict[str, Any] = Field(default_factory=dict)  # the payload as submitted (for WMLA echoes)
