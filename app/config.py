@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     result_max_bytes: int = 64 * 1024 * 1024
     result_ttl_s: int = 7 * 24 * 3600
     keep_trial_dirs: bool = False
+    # A filesystem every machine mounts (WMLA's DLI_RESULT_FS): checkpoints live there, uncopied.
+    shared_dir: Path | None = None
+    checkpoint_max_bytes: int = 256 * 1024 * 1024  # bigger ones are not shipped: the next rung starts fresh
 
     # Worker.
     worker_dir: Path | None = None  # default: <home>/worker
@@ -40,6 +43,7 @@ class Settings(BaseSettings):
     log_tail_bytes: int = 8192
     live_log_bytes: int = 65536  # tail of a running trial's logs kept in Redis
     log_share_s: float = 2.0
+    metrics_poll_s: float = 1.0  # how often a running trial's new points are looked for and sent
     stop_poll_s: float = 1.0
     kill_grace_s: float = 5.0
 

@@ -62,6 +62,11 @@ def log_key(exec_id: str, stream: str) -> str:
     return f"{KEY_PREFIX}:log:{exec_id}:{stream}"
 
 
+def checkpoint_key(experiment: str, lineage: str) -> str:
+    """A configuration's checkpoint between rungs, shipped through Redis without a shared FS."""
+    return f"{KEY_PREFIX}:ckpt:{experiment}:{lineage}"
+
+
 def claim_key(exec_id: str, attempt: int) -> str:
     """Taken by the worker that runs an attempt, so a redelivered task does not run it twice."""
     return f"{KEY_PREFIX}:claim:{exec_id}:{attempt}"

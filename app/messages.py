@@ -42,9 +42,10 @@ class TrialTask(BaseModel):
     timeout_s: float | None = None
     owner: str | None = None
     gpus: int = 0
+    checkpoint_key: str | None = None  # rungs of one configuration share its checkpoint
 
 
-EventKind = Literal["started", "finished"]
+EventKind = Literal["started", "metric", "finished"]
 Status = Literal["ok", "failed", "stopped"]
 
 
@@ -58,6 +59,7 @@ class TrialEvent(BaseModel):
     attempt: int
     worker: str | None = None
     ts: float = Field(default_factory=time.time)
+    points: list[dict[str, Any]] = Field(default_factory=list)  # "metric": new points; "finished": all
     # "finished" only:
     status: Status | None = None
     objective: float | None = None
@@ -65,11 +67,11 @@ class TrialEvent(BaseModel):
     exit_code: int | None = None
     started_at: float | None = None
     ended_at: float | None = None
-    points: list[dict[str, Any]] = Field(default_factory=list)
     metrics_summary: dict[str, Any] | None = None
     stdout_tail: str | None = None
     stderr_tail: str | None = None
     result_key: str | None = None  # Redis key of the zipped result directory, if uploaded
+    notes: list[str] = Field(default_factory=list)
 
     def encode(self) -> dict[str, str]:
         return {"e": self.model_dump_json()}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_FILE = "val_dict_list.json"
+STREAM_FILE = "metrics.jsonl"  # one JSON object per line, appended as training goes (hpo_report)
 STEP_KEYS = ("steps", "step", "epoch", "epochs", "iteration")
 
 
@@ -16,8 +17,12 @@ class MetricsError(ValueError):
 
 
 def load_points(result_dir: Path) -> list[dict[str, Any]]:
+    """The trial's points: val_dict_list.json (the WMLA contract), else the lines of metrics.jsonl."""
     path = result_dir / RESULTS_FILE
     if not path.exists():
+        streamed = read_jsonl(result_dir / STREAM_FILE)
+        if streamed:
+            return streamed
         raise MetricsError(f"{RESULTS_FILE} was not written to RESULT_DIR")
     try:
         data = json.loads(path.read_text() or "null")
@@ -92,3 +97,61 @@ def point_rows(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
         }
         rows.append({"seq": i, "step": step_of(point), "values": values})
     return rows
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Complete lines holding JSON objects; a half-written last line and junk lines are skipped."""
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in text.split(b"\n")[:-1]:
+        try:
+            item = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(item, dict):
+            out.append(item)
+    return out
+
+
+class PointTracker:
+    """Follows a running trial's points as the script writes them: val_dict_list.json rewritten
+    after every epoch, or metrics.jsonl appended to. `poll()` returns the points not seen yet."""
+
+    def __init__(self, result_dir: Path) -> None:
+        self.result_dir = result_dir
+        self.sent = 0
+        self._signature: tuple[int, int] | None = None
+        self._points: list[dict[str, Any]] = []
+
+    def _current(self) -> list[dict[str, Any]]:
+        for name in (RESULTS_FILE, STREAM_FILE):
+            path = self.result_dir / name
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            signature = (stat.st_mtime_ns, stat.st_size)
+            if signature != self._signature:
+                if name == RESULTS_FILE:
+                    try:
+                        data = json.loads(path.read_text() or "null")
+                    except (json.JSONDecodeError, UnicodeDecodeError):
+                        return self._points  # caught mid-write: next time
+                    points = [data] if isinstance(data, dict) else data
+                    if isinstance(points, list):
+                        self._points = [p for p in points if isinstance(p, dict)]
+                else:
+                    self._points = read_jsonl(path)
+                self._signature = signature
+            return self._points
+        return self._points
+
+    def poll(self) -> list[dict[str, Any]]:
+        points = self._current()
+        fresh = points[self.sent :]
+        first = self.sent
+        self.sent = max(self.sent, len(points))
+        return [{**row, "seq": first + i} for i, row in enumerate(point_rows(fresh))]

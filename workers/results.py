@@ -10,14 +10,15 @@ from pathlib import Path
 from workers.metrics import RESULTS_FILE
 
 CODE_DIR = "_submitted_code"
+CHECKPOINT_DIR = "checkpoint"  # shipped separately (or not at all): not part of the results
 ALWAYS = (RESULTS_FILE, "metrics.jsonl")
 
 
 def _files(result_dir: Path) -> list[Path]:
     out = []
     for root, dirs, files in os.walk(result_dir):
-        if Path(root) == result_dir and CODE_DIR in dirs:
-            dirs.remove(CODE_DIR)
+        if Path(root) == result_dir:
+            dirs[:] = [d for d in dirs if d not in (CODE_DIR, CHECKPOINT_DIR)]
         out += [Path(root) / f for f in files]
     return sorted(out)
 

@@ -27,6 +27,7 @@ from app.config import Settings
 from app.keys import claim_key, decode_stop, log_key, result_key, stop_key
 from app.messages import TrialEvent, TrialTask, publish_event
 from workers import metrics
+from workers.checkpoints import checkpoint_dir, restore, ship
 from workers.codecache import CodeUnavailable, fetch_code
 from workers.environment import cpu_count, secrets_of, trial_env
 from workers.process import GroupRegistry, spawn, stop_process
@@ -41,6 +42,7 @@ class Outcome:
     exit_code: int | None = None
     points: list[dict[str, Any]] | None = None
     summary: dict[str, Any] | None = None
+    notes: list[str] | None = None
 
 
 class TrialRunner:
@@ -98,6 +100,7 @@ class TrialRunner:
             stdout_tail=tail(log_dir / "stdout", self.settings.log_tail_bytes),
             stderr_tail=stderr_tail,
             result_key=self._upload(task, result_dir),
+            notes=outcome.notes or [],
         )
         publish_event(self.redis, event)
         if not self.settings.keep_trial_dirs:
@@ -136,13 +139,15 @@ class TrialRunner:
         (cwd / "config.json").write_text(json.dumps(task.params, indent=1))
         log_dir = result_dir / "log"
         log_dir.mkdir(parents=True, exist_ok=True)
-        (result_dir / "checkpoint").mkdir(exist_ok=True)
+        ckpt = checkpoint_dir(self.settings, task.experiment, task.checkpoint_key, result_dir)
+        if task.checkpoint_key and not self.settings.shared_dir:
+            restore(self.redis, task.experiment, task.checkpoint_key, ckpt)
         data_fs = self.settings.effective_data_fs.resolve()
         user = task.owner or os.environ.get("USER", "hpo")
         wmla = {
             "RESULT_DIR": str(result_dir),
             "LOG_DIR": str(log_dir),
-            "CHECKPOINT_DIR": str(result_dir / "checkpoint"),
+            "CHECKPOINT_DIR": str(ckpt),
             "DATA_DIR": str(data_fs / task.data_path if task.data_path else data_fs),
             "DLI_DATA_FS": str(data_fs),
             "DLI_RESULT_FS": str(self.results_fs),
@@ -175,16 +180,40 @@ class TrialRunner:
             stderr=log_dir / "stderr",
         )
         self.registry.add(proc.pid, task.exec_id)
+        tracker = metrics.PointTracker(result_dir)
         try:
             with _kill_on_terminate(proc, self.settings.kill_grace_s):
-                stopped, code = self._wait(task, proc, log_dir)
+                stopped, code = self._wait(task, proc, log_dir, tracker)
         finally:
             stop_process(proc, 0.5)  # leftovers of the group (e.g. data loader workers)
             self.registry.remove(proc.pid)
-        if stopped is not None:
+        outcome = self._read_results(task, result_dir, code)
+        if stopped is not None:  # keep what it reported before it was stopped
             status = "failed" if stopped == "timeout" else "stopped"
-            return Outcome(status=status, reason=_stop_reason(task, stopped), exit_code=code)
-        return self._read_results(task, result_dir, code)
+            objective = outcome.objective if status == "stopped" else None
+            reason = _stop_reason(task, stopped)
+            outcome = Outcome(status=status, reason=reason, exit_code=code, objective=objective,
+                              points=outcome.points, summary=outcome.summary)  # fmt: skip
+        outcome.notes = self._ship_checkpoint(task, result_dir)
+        return outcome
+
+    def _ship_checkpoint(self, task: TrialTask, result_dir: Path) -> list[str]:
+        if not task.checkpoint_key or self.settings.shared_dir:
+            return []
+        folder = checkpoint_dir(self.settings, task.experiment, task.checkpoint_key, result_dir)
+        note = ship(self.redis, task.experiment, task.checkpoint_key, folder,
+                    self.settings.checkpoint_max_bytes, self.settings.result_ttl_s)  # fmt: skip
+        return [note] if note else []
+
+    def _stream_points(self, task: TrialTask, tracker: metrics.PointTracker) -> None:
+        """New evaluation points reach the coordinator while the trial runs (early stopping)."""
+        now = time.monotonic()
+        if now - self._last_points < self.settings.metrics_poll_s:
+            return
+        self._last_points = now
+        fresh = tracker.poll()
+        if fresh:
+            publish_event(self.redis, self._event(task, "metric", points=fresh))
 
     def _share_logs(self, task: TrialTask, log_dir: Path) -> None:
         """Every few seconds, the tails of stdout/stderr go to Redis for `hpo logs --follow`."""
@@ -201,9 +230,11 @@ class TrialRunner:
                 )
             pipe.execute()
 
-    def _wait(self, task: TrialTask, proc: Any, log_dir: Path) -> tuple[str | None, int]:
+    def _wait(
+        self, task: TrialTask, proc: Any, log_dir: Path, tracker: metrics.PointTracker
+    ) -> tuple[str | None, int]:
         """(why it was stopped or None, exit code)."""
-        self._last_log_share = 0.0
+        self._last_log_share = self._last_points = 0.0
         deadline = time.monotonic() + task.timeout_s if task.timeout_s else None
         poll = max(self.settings.stop_poll_s, 0.05)
         while True:
@@ -214,6 +245,7 @@ class TrialRunner:
                 why, force = decode_stop(flag)
                 return why, stop_process(proc, 0.0 if force else self.settings.kill_grace_s)
             self._share_logs(task, log_dir)
+            self._stream_points(task, tracker)
             if deadline is not None and time.monotonic() > deadline:
                 return "timeout", stop_process(proc, self.settings.kill_grace_s)
 

@@ -95,6 +95,7 @@ class Trial(SQLModel, table=True):
     stdout_tail: str | None = None
     stderr_tail: str | None = None
     result_path: str | None = None
+    notes: list[str] | None = Field(default=None, sa_column=Column(JSON))  # e.g. checkpoint not shipped
     stop_requested: str | None = Field(default=None, max_length=16)  # set by the API; the coordinator acts
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
@@ -105,6 +106,9 @@ class MetricPoint(SQLModel, table=True):
     """One evaluation point (an entry of val_dict_list.json), every metric it carries."""
 
     __tablename__ = "metric_point"
+    __table_args__ = (
+        UniqueConstraint("trial_id", "attempt", "seq", name="uq_metric_point_trial_attempt_seq"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     trial_id: int = Field(foreign_key="trial.id", index=True)

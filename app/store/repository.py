@@ -39,6 +39,7 @@ class TrialOutcome:
     result_path: str | None = None
     metrics_summary: dict[str, Any] | None = None
     points: list[dict[str, Any]] = field(default_factory=list)  # {"seq", "step", "values"}
+    notes: list[str] | None = None
 
 
 class Store:
@@ -344,6 +345,7 @@ class Store:
             "stderr_tail": outcome.stderr_tail,
             "result_path": outcome.result_path,
             "metrics_summary": outcome.metrics_summary,
+            "notes": outcome.notes,
         }
         if outcome.worker is not None:
             values["worker"] = outcome.worker
@@ -359,14 +361,45 @@ class Store:
             if res.rowcount != 1:
                 s.rollback()
                 return False
-            s.add_all(
-                MetricPoint(
-                    trial_id=trial_id, attempt=attempt, seq=p["seq"], step=p.get("step"), values=p["values"]
-                )
-                for p in outcome.points
-            )
+            self._add_new_points(s, trial_id, attempt, outcome.points)
             s.commit()
             return True
+
+    def add_points(self, trial_id: int, attempt: int, points: Sequence[dict[str, Any]]) -> int:
+        """Store streamed points of a running attempt; those already stored (by seq) are skipped."""
+        with self.session() as s:
+            n = self._add_new_points(s, trial_id, attempt, points)
+            s.commit()
+            return n
+
+    @staticmethod
+    def _add_new_points(s: Session, trial_id: int, attempt: int, points: Sequence[dict[str, Any]]) -> int:
+        if not points:
+            return 0
+        last = s.exec(
+            select(func.max(MetricPoint.seq)).where(
+                MetricPoint.trial_id == trial_id, MetricPoint.attempt == attempt
+            )
+        ).one()
+        fresh = [p for p in points if last is None or p["seq"] > last]
+        s.add_all(
+            MetricPoint(
+                trial_id=trial_id, attempt=attempt, seq=p["seq"], step=p.get("step"), values=p["values"]
+            )
+            for p in fresh
+        )
+        return len(fresh)
+
+    def experiment_points(self, experiment_id: int) -> list[tuple[int, int, float | None, dict[str, Any]]]:
+        """(trial id, seq, step, values) of every current-attempt point, by trial number and seq."""
+        with self.session() as s:
+            q = (
+                select(MetricPoint.trial_id, MetricPoint.seq, MetricPoint.step, MetricPoint.values)
+                .join(Trial, Trial.id == MetricPoint.trial_id)  # type: ignore[arg-type]
+                .where(Trial.experiment_id == experiment_id, MetricPoint.attempt == Trial.attempt)
+                .order_by(Trial.number, MetricPoint.seq)
+            )
+            return [(int(t), int(q_), st, v) for t, q_, st, v in s.exec(q)]
 
     def cancel_queued(self, experiment_id: int, reason: str) -> list[Trial]:
         """Cancel trials that never started; returns them (for stop flags)."""
