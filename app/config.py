@@ -43,8 +43,8 @@ class Settings(BaseSettings):
     log_tail_bytes: int = 8192
     live_log_bytes: int = 65536  # tail of a running trial's logs kept in Redis
     log_share_s: float = 2.0
-    metrics_poll_s: float = 1.0  # how often a running trial's new points are looked for and sent
-    stop_poll_s: float = 1.0
+    metrics_poll_s: float = 0.5  # how often a running trial's new points are looked for and sent
+    stop_poll_s: float = 0.5
     kill_grace_s: float = 5.0
 
     # Broker: a delivered task is redelivered only after this; it must exceed any trial's

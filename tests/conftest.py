@@ -48,7 +48,12 @@ def start_worker(redis_url: str, folder: Path, name: str, queues: list[str], slo
     worker = LocalWorker(
         slots=slots,
         queues=queues,
-        env={"HPO_BROKER_URL": redis_url, "HPO_HOME": str(folder)},
+        env={
+            "HPO_BROKER_URL": redis_url,
+            "HPO_HOME": str(folder),
+            "HPO_STOP_POLL_S": "0.2",
+            "HPO_METRICS_POLL_S": "0.2",
+        },
         log_path=folder / "worker.log",
         worker_dir=folder / "worker",
         name=name,

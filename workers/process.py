@@ -51,21 +51,26 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def kill_group(pgid: int, grace_s: float) -> None:
-    """SIGTERM the group, wait up to `grace_s`, then SIGKILL whatever is left."""
+def kill_group(pgid: int, grace_s: float, leader: subprocess.Popen[bytes] | None = None) -> None:
+    """SIGTERM the group, wait up to `grace_s`, then SIGKILL whatever is left. With our own
+    `leader`, it is reaped while waiting: an unreaped leader would keep the group "alive"."""
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline and group_alive(pgid):
-        time.sleep(0.05)
+    while time.monotonic() < deadline:
+        if leader is not None:
+            leader.poll()
+        if not group_alive(pgid):
+            return
+        time.sleep(0.02)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, signal.SIGKILL)
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace_s: float) -> int:
-    kill_group(proc.pid, grace_s)
+    kill_group(proc.pid, grace_s, leader=proc)
     return proc.wait()
 
 

@@ -190,12 +190,20 @@ class TrialRunner:
         outcome = self._read_results(task, result_dir, code)
         if stopped is not None:  # keep what it reported before it was stopped
             status = "failed" if stopped == "timeout" else "stopped"
-            objective = outcome.objective if status == "stopped" else None
+            objective = self._partial_objective(task, result_dir) if status == "stopped" else None
             reason = _stop_reason(task, stopped)
             outcome = Outcome(status=status, reason=reason, exit_code=code, objective=objective,
                               points=outcome.points, summary=outcome.summary)  # fmt: skip
         outcome.notes = self._ship_checkpoint(task, result_dir)
         return outcome
+
+    @staticmethod
+    def _partial_objective(task: TrialTask, result_dir: Path) -> float | None:
+        try:
+            points = metrics.load_points(result_dir)
+            return metrics.reduce_objective(points, task.objective_metric, task.direction)
+        except metrics.MetricsError:
+            return None
 
     def _ship_checkpoint(self, task: TrialTask, result_dir: Path) -> list[str]:
         if not task.checkpoint_key or self.settings.shared_dir:

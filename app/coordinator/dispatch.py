@@ -2,26 +2,49 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
 
-from app.keys import RUN_TRIAL_TASK, code_key, encode_stop, stop_key
+from app.keys import RUN_TRIAL_TASK, checkpoint_key, code_key, encode_stop, stop_key
 from app.messages import CodeRef, TrialTask
 from app.spec.model import ExperimentSpec
 from app.store.models import Experiment, Trial
 from app.store.repository import Store
 
 
-def build_task(experiment: Experiment, spec: ExperimentSpec, trial: Trial, code: CodeRef) -> TrialTask:
+def lineage_key(params: dict[str, Any], resource_name: str) -> str:
+    """Proposals equal but for their budget continue one another: one key, one checkpoint."""
+    base = {k: v for k, v in params.items() if k != resource_name}
+    return hashlib.sha256(json.dumps(base, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def trial_config(spec: ExperimentSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """config.json: the trial's parameters, plus the scheduler's resource at its maximum."""
+    sched = spec.scheduler
+    if sched is None or not sched.resource or sched.resource in params:
+        return dict(params)
+    budget = int(sched.max) if float(sched.max).is_integer() else sched.max
+    return {**params, sched.resource: budget}
+
+
+def build_task(
+    experiment: Experiment,
+    spec: ExperimentSpec,
+    trial: Trial,
+    code: CodeRef,
+    resource_name: str | None = None,
+) -> TrialTask:
     return TrialTask(
         experiment=experiment.name,
         trial_id=trial.id,  # type: ignore[arg-type]
         exec_id=trial.exec_id,
         number=trial.number,
         attempt=trial.attempt,
-        params=trial.params,
+        params=trial_config(spec, trial.params),
         code=code,
         main=spec.model.main,
         model_dir=spec.model.model_dir,
@@ -33,6 +56,7 @@ def build_task(experiment: Experiment, spec: ExperimentSpec, trial: Trial, code:
         timeout_s=spec.limits.trial_timeout_s,
         owner=experiment.owner,
         gpus=spec.resources.gpus,
+        checkpoint_key=lineage_key(trial.params, resource_name) if resource_name else None,
     )
 
 
@@ -58,6 +82,11 @@ class Publisher:
 
     def drop_code(self, sha: str) -> None:
         self.redis.delete(code_key(sha))
+
+    def drop_checkpoints(self, experiment: str) -> None:
+        keys = list(self.redis.scan_iter(match=checkpoint_key(experiment, "*"), count=500))
+        if keys:
+            self.redis.delete(*keys)
 
     def publish(self, tasks: Sequence[TrialTask], queue: str) -> None:
         with self.celery.producer_or_acquire() as producer:

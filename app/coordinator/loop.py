@@ -9,6 +9,7 @@ maxRunTime, finish experiments. Slow optimizers answer through the Asker from an
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import time
@@ -24,10 +25,11 @@ from app.coordinator.runtime import ExperimentRuntime
 from app.coordinator.streams import Delivery, EventStreams
 from app.messages import TrialEvent
 from app.optimizers import create_optimizer
+from app.schedulers import Decision, create_scheduler
 from app.space import Config
 from app.spec.model import ExperimentSpec
 from app.store.artifacts import ArtifactStore
-from app.store.models import Experiment, ExperimentState, TrialState, utcnow
+from app.store.models import Experiment, ExperimentState, Trial, TrialState, utcnow
 from app.store.repository import Store, TrialOutcome
 
 log = logging.getLogger("hpo.coordinator")
@@ -37,6 +39,12 @@ STATUS_TO_STATE = {"ok": TrialState.FINISHED, "failed": TrialState.FAILED, "stop
 
 def _dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 class Coordinator:
@@ -151,12 +159,34 @@ class Coordinator:
             if t.state in TrialState.DONE:
                 observations.append(rt.observe(t, t.state, t.objective))
         optimizer.tell(observations)
+        rt.scheduler = create_scheduler(spec.scheduler)
         self.runtimes[exp.id] = rt
+        if rt.scheduler is not None:
+            self._replay_points(rt, trials)
         self.streams.attach(exp.name)
         queued = [t for t in rt.in_flight.values() if t.state == TrialState.QUEUED]
         if queued:  # maybe never published before a crash; a duplicate is skipped by its claim key
             self._publish(rt, queued)
         log.info("driving %s (%s, %d trials so far)", exp.name, spec.algorithm.display_name, rt.created)
+
+    def _replay_points(self, rt: ExperimentRuntime, trials: list[Trial]) -> None:
+        """Rebuild the scheduler from stored points (by trial number, then seq)."""
+        by_id = {t.id: t for t in trials}
+        points: dict[int, list[dict[str, Any]]] = {}
+        for trial_id, seq, step, values in self.store.experiment_points(rt.id):
+            points.setdefault(trial_id, []).append({"seq": seq, "step": step, "values": values})
+        for trial_id, rows in points.items():
+            trial = by_id.get(trial_id)
+            if trial is None:
+                continue
+            if trial.id in rt.in_flight:
+                self._schedule(rt, trial, rows)
+            else:  # ended trials only inform the rungs
+                for row in rows:
+                    value = _finite(row["values"].get(rt.spec.objective.metric))
+                    if value is not None and rt.scheduler is not None:
+                        resource = row["step"] if row["step"] is not None else row["seq"] + 1
+                        rt.scheduler.on_result(trial_id, resource, rt.spec.objective.sign * value)
 
     def _refresh_stop_requests(self) -> None:
         waiting = [rt.id for rt in self.runtimes.values() if not rt.stopping]
@@ -193,11 +223,39 @@ class Coordinator:
             self.store.mark_started(
                 event.trial_id, event.attempt, event.worker, _dt(event.started_at or event.ts)
             )
+        elif event.kind == "metric":
+            self._record_points(rt, event)
         elif event.kind == "finished":
             self._record_finished(rt, event)
         self.streams.ack(delivery)
         if event.result_key:
             self.redis.delete(event.result_key)
+
+    def _record_points(self, rt: ExperimentRuntime | None, event: TrialEvent) -> None:
+        """Points of a running trial: stored (each once), and shown to the scheduler."""
+        trial = rt.in_flight.get(event.trial_id) if rt is not None else None
+        if rt is None or trial is None or trial.attempt != event.attempt:
+            return  # an attempt that no longer counts
+        self.store.add_points(event.trial_id, event.attempt, event.points)
+        self._schedule(rt, trial, event.points)
+
+    def _schedule(self, rt: ExperimentRuntime, trial: Trial, points: list[dict[str, Any]]) -> None:
+        """Show the scheduler each point once, in order; carry out a stop."""
+        if rt.scheduler is None or trial.id in rt.early_stopping:
+            return
+        for point in points:
+            if point["seq"] <= rt.fed.get(trial.id, -1):  # type: ignore[arg-type]
+                continue
+            rt.fed[trial.id] = point["seq"]  # type: ignore[index]
+            value = _finite(point.get("values", {}).get(rt.spec.objective.metric))
+            if value is None:
+                continue
+            resource = point["step"] if point.get("step") is not None else point["seq"] + 1
+            if rt.scheduler.on_result(trial.id, resource, rt.spec.objective.sign * value) is Decision.STOP:  # type: ignore[arg-type]
+                why = rt.scheduler.describe(trial.id, resource)  # type: ignore[arg-type]
+                rt.early_stopping[trial.id] = why  # type: ignore[index]
+                self.publisher.stop_trials([trial.exec_id], why)
+                return
 
     def _record_finished(self, rt: ExperimentRuntime | None, event: TrialEvent) -> None:
         result_path = None
@@ -206,11 +264,15 @@ class Coordinator:
             if data is not None:
                 result_path = self.artifacts.put_result(event.experiment, event.exec_id, event.attempt, data)
         state = STATUS_TO_STATE.get(event.status or "failed", TrialState.FAILED)
-        objective = event.objective if state == TrialState.FINISHED else None
+        reason = event.reason
+        early = rt.early_stopping.get(event.trial_id) if rt is not None else None
+        if early is not None and event.status == "stopped":
+            state, reason = TrialState.EARLY_STOPPED, early
+        objective = event.objective if state in (TrialState.FINISHED, TrialState.EARLY_STOPPED) else None
         outcome = TrialOutcome(
             state=state,
             objective=objective,
-            reason=event.reason,
+            reason=reason,
             exit_code=event.exit_code,
             worker=event.worker,
             started_at=_dt(event.started_at),
@@ -220,6 +282,7 @@ class Coordinator:
             result_path=result_path,
             metrics_summary=event.metrics_summary,
             points=event.points,
+            notes=event.notes or None,
         )
         if not self.store.record_outcome(event.trial_id, event.attempt, outcome):
             return  # a duplicate, or an attempt that no longer counts
@@ -227,6 +290,10 @@ class Coordinator:
             return
         trial = rt.in_flight[event.trial_id]
         best_before = rt.best_trial_id
+        if rt.scheduler is not None:
+            self._schedule(rt, trial, event.points)  # points that came only with the end still count
+            rt.scheduler.on_complete(event.trial_id)
+            rt.fed.pop(event.trial_id, None)
         rt.optimizer.tell([rt.observe(trial, state, objective)])
         if rt.best_trial_id != best_before:
             self.store.update_experiment(rt.id, best_trial_id=rt.best_trial_id, best_value=rt.best_value)
@@ -264,7 +331,8 @@ class Coordinator:
     def _publish(self, rt: ExperimentRuntime, trials: list[Any]) -> None:
         assert rt.experiment.code_hash is not None
         code = self.publisher.ensure_code(rt.experiment.code_hash)
-        tasks = [build_task(rt.experiment, rt.spec, t, code) for t in trials]
+        resource = rt.optimizer.resource_name
+        tasks = [build_task(rt.experiment, rt.spec, t, code, resource) for t in trials]
         self.publisher.publish(tasks, rt.experiment.queue)
 
     # --- limits and the end --------------------------------------------------------------
@@ -304,6 +372,7 @@ class Coordinator:
         message = rt.end_message(now)
         self.store.finish_experiment(rt.id, state, message)
         self.streams.detach(rt.name)
+        self.publisher.drop_checkpoints(rt.name)
         code_hash = rt.experiment.code_hash
         del self.runtimes[rt.id]
         others = [

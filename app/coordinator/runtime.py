@@ -9,6 +9,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from app.optimizers import Observation, Optimizer
+from app.schedulers import Scheduler
 from app.space import Config
 from app.spec.model import ExperimentSpec
 from app.store.models import Experiment, Trial, TrialState
@@ -39,6 +40,9 @@ class ExperimentRuntime:
     deadline_handled: bool = False
     stop_handled: bool = False
     stops_sent: set[int] = field(default_factory=set)  # trials whose stop request was carried out
+    scheduler: Scheduler | None = None
+    early_stopping: dict[int, str] = field(default_factory=dict)  # trial id -> why the scheduler stopped it
+    fed: dict[int, int] = field(default_factory=dict)  # trial id -> last point seq shown to the scheduler
     stopping: str | None = None  # "stop" | "force" once a stop was requested
     failure: str | None = None  # set when the experiment must end FAILED (e.g. optimizer error)
 

@@ -17,6 +17,7 @@ _REGISTRY: dict[str, str] = {
     "tpe": "app.optimizers.tpe:TPE",
     "bayesian": "app.optimizers.bayesian:Bayesian",
     "grid": "app.optimizers.grid:GridSearch",
+    "hyperband": "app.optimizers.hyperband:Hyperband",
 }
 
 __all__ = ["Observation", "Optimizer", "available", "create_optimizer", "optimizer_class", "register"]
@@ -42,7 +43,9 @@ def optimizer_class(name: str) -> type[Optimizer]:
 def create_optimizer(spec: ExperimentSpec, seed: int) -> Optimizer:
     """A fresh optimizer for `spec`; settings were validated when the spec was parsed."""
     cls = optimizer_class(spec.algorithm.name)
-    settings, problems, _ = parse_settings(spec.algorithm.name, spec.algorithm.params, spec.limits.max_trials)
+    settings, problems, _ = parse_settings(
+        spec.algorithm.name, spec.algorithm.params, spec.limits.max_trials, eta=spec.algorithm.eta
+    )
     if problems:
         raise ValueError(f"invalid algoParams: {problems}")
     return cls(

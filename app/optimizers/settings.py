@@ -1,15 +1,20 @@
 """Typed settings of the built-in searchers, parsed from WMLA `algoParams` (string values).
 
-Pure: no numpy, no scikit-optimize, so the spec layer can validate a payload cheaply. Defaults
-are ours, chosen with `scripts/bench/quality.py` (WMLA's own defaults are listed beside them).
+Pure: no numpy, no scikit-optimize, so the spec layer can validate a payload cheaply (Hyperband's
+bracket arithmetic, `hyperband_math`, is pure too). Defaults are ours, chosen with
+`scripts/bench/quality.py` (WMLA's own defaults are listed beside them).
 """
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+
+from app.optimizers.hyperband_math import MAX_BRACKETS, max_bracket
 
 # WMLA algoParams name -> our field name. Native specs use the field names directly.
 WMLA_PARAM_NAMES: dict[str, str] = {
@@ -21,6 +26,9 @@ WMLA_PARAM_NAMES: dict[str, str] = {
     "InitPoints": "init_points",
     "CubeSize": "cube_size",
     "Noiseless": "noiseless",
+    "ResourceName": "resource_name",
+    "ResourceValue": "resource_value",
+    "eta": "eta",
 }
 NATIVE_TO_WMLA = {v: k for k, v in WMLA_PARAM_NAMES.items()}
 
@@ -52,6 +60,25 @@ class BayesianSettings(BaseModel):
     cube_size: int | None = None  # candidate points for the acquisition; WMLA: maxJobNum*100
 
 
+class HyperbandSettings(BaseModel):
+    """Hyperband: `resource_name` is the config.json key that carries each trial's budget (1..R),
+    `resource_value` is R, `eta` the reduction factor (algoParams `eta`, else WMLA `hyperbandEta`)."""
+
+    model_config = ConfigDict(frozen=True)
+    seed: int | None = None
+    resource_name: str
+    resource_value: int
+    eta: float = 3.0  # WMLA default 3
+
+
+INT_MAX = 2**31 - 1
+KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+KEY_RULE = "1-128 letters, digits, '_', '.' or '-', starting with a letter or '_'"
+# Settings without a default, reported by their WMLA name when absent.
+REQUIRED: dict[str, tuple[str, ...]] = {"hyperband": ("resource_name", "resource_value")}
+REQUIRED_FOR = {"hyperband": "Hyperband"}
+
+
 def _int(text: str) -> int:
     try:
         f = float(text)
@@ -78,9 +105,26 @@ def _bool(text: str) -> bool:
     raise ValueError(f"must be true or false, got {text!r}")
 
 
+def _key(text: str) -> str:
+    if not text.strip():
+        raise ValueError("must not be empty")
+    if not KEY_RE.fullmatch(text):
+        raise ValueError(f"must be a plain key ({KEY_RULE}), got {text!r}")
+    return text
+
+
 def _check(cond: bool, message: str) -> None:
     if not cond:
         raise ValueError(message)
+
+
+def _check_resource_value(v: int, m: int | None) -> None:
+    _check(v >= 1, f"must be an integer >= 1, got {v}")
+    _check(v <= INT_MAX, f"must be at most {INT_MAX}, got {v}")
+
+
+def _check_eta(v: float, m: int | None) -> None:
+    _check(math.isfinite(v) and v > 1, "must be greater than 1")
 
 
 # field -> (parser, validator(value, max_trials))
@@ -98,6 +142,9 @@ _FIELDS: dict[str, tuple[Callable[[str], Any], Callable[[Any, int | None], None]
             v >= max(m or 1, 1), f"must be at least maxJobNum ({m})" if m else "must be >= 1"
         ),
     ),
+    "resource_name": (_key, lambda v, m: None),
+    "resource_value": (_int, _check_resource_value),
+    "eta": (_float, _check_eta),
 }
 
 SETTINGS_CLASSES: dict[str, type[BaseModel]] = {
@@ -105,29 +152,42 @@ SETTINGS_CLASSES: dict[str, type[BaseModel]] = {
     "grid": GridSettings,
     "tpe": TPESettings,
     "bayesian": BayesianSettings,
+    "hyperband": HyperbandSettings,
 }
 
 
+_LOWERED = {k.lower(): v for k, v in WMLA_PARAM_NAMES.items()}
+
+
+def setting_field(name: str) -> str | None:
+    """The settings field an algoParams name sets: WMLA names (case-insensitive) or field names."""
+    return WMLA_PARAM_NAMES.get(name) or _LOWERED.get(name.lower()) or (name if name in _FIELDS else None)
+
+
 def parse_settings(
-    algorithm: str, params: dict[str, str], max_trials: int | None = None
+    algorithm: str, params: dict[str, str], max_trials: int | None = None, *, eta: float | None = None
 ) -> tuple[BaseModel | None, list[tuple[str, str]], list[str]]:
     """Parse WMLA-named string params for a built-in algorithm.
 
     Returns (settings or None when there were problems, problems as (param name, message),
-    names of params this algorithm does not use (to warn about)).
+    names of params this algorithm does not use (to warn about)). `eta` is WMLA's top-level
+    `hyperbandEta`: Hyperband uses it when the algoParams have no `eta` (algoParams win); its
+    problems are named "hyperbandEta". A missing required setting is named by its WMLA name
+    ("ResourceName", "required for Hyperband").
     """
     cls = SETTINGS_CLASSES.get(algorithm)
     if cls is None:
         return None, [], []
-    lowered = {k.lower(): v for k, v in WMLA_PARAM_NAMES.items()}
     values: dict[str, Any] = {}
+    given: dict[str, str] = {}  # field -> the param name it was given as
     problems: list[tuple[str, str]] = []
     unused: list[str] = []
     for name, text in params.items():
-        field = WMLA_PARAM_NAMES.get(name) or lowered.get(name.lower()) or (name if name in _FIELDS else None)
+        field = setting_field(name)
         if field is None or field not in cls.model_fields:
             unused.append(name)
             continue
+        given[field] = name
         parse, validate = _FIELDS[field]
         try:
             value = parse(str(text))
@@ -136,6 +196,34 @@ def parse_settings(
             problems.append((name, str(exc)))
             continue
         values[field] = value
+    if "eta" in cls.model_fields and "eta" not in given and eta is not None:
+        try:
+            _check_eta(float(eta), max_trials)
+            values["eta"] = float(eta)
+        except ValueError as exc:
+            problems.append(("hyperbandEta", str(exc)))
+    for field in REQUIRED.get(algorithm, ()):
+        if field not in given:
+            problems.append((NATIVE_TO_WMLA[field], f"required for {REQUIRED_FOR[algorithm]}"))
+    if not problems and cls is HyperbandSettings:
+        problems.extend(_hyperband_problems(values, given))
     if problems:
         return None, problems, unused
     return cls(**values), [], unused
+
+
+def _hyperband_problems(values: dict[str, Any], given: dict[str, str]) -> list[tuple[str, str]]:
+    """R and eta together must give a sane number of brackets (eta close to 1 gives thousands)."""
+    eta = values.get("eta", HyperbandSettings.model_fields["eta"].default)
+    try:
+        max_bracket(values["resource_value"], eta)
+    except ValueError:
+        name = given.get("eta", given["resource_value"])
+        return [
+            (
+                name,
+                f"eta {eta:g} with ResourceValue {values['resource_value']} gives more than "
+                f"{MAX_BRACKETS} brackets; raise eta or lower ResourceValue",
+            )
+        ]
+    return []

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from app.optimizers.settings import SETTINGS_CLASSES, parse_settings
+from app.optimizers.settings import SETTINGS_CLASSES, parse_settings, setting_field
 from app.spec.errors import Problem
 from app.spec.model import ALGORITHM_DISPLAY
 
@@ -56,17 +56,43 @@ def check_params(
     problems: list[Problem],
     warnings: list[str],
     label: Callable[[str], str] | None = None,
+    *,
+    eta: float | None = None,
+    missing: Callable[[str, str], Problem] | None = None,
 ) -> None:
     """Validate the settings of a built-in searcher; `locate(name)` gives a param's problem path,
-    `label(name)` how a warning names it (default: the same path).
+    `label(name)` how a warning names it (default: the same path). `eta` is WMLA's hyperbandEta
+    (Hyperband uses it when the params have no eta); `missing(name, message)` makes the problem
+    for a required setting that was not given, or for a bad `eta` ("hyperbandEta").
 
-    Unused params become warnings (IBM's own payloads carry leftovers). Hyperband and plugin
-    params are not checked here.
+    Unused params become warnings (IBM's own payloads carry leftovers). Plugin params are not
+    checked here.
     """
     if algorithm not in SETTINGS_CLASSES:
         return
-    _, bad, unused = parse_settings(algorithm, params, max_trials)
+    _, bad, unused = parse_settings(algorithm, params, max_trials, eta=eta)
     for name, message in bad:
-        problems.append(Problem(locate(name), message))
+        if name not in params and missing is not None:
+            problems.append(missing(name, message))
+        else:
+            problems.append(Problem(locate(name), message))
     for name in unused:
         warnings.append(f"ignored {(label or locate)(name)}: not used by {display(algorithm)}")
+
+
+def resource_param(algorithm: str, params: dict[str, str]) -> tuple[str, str] | None:
+    """Hyperband's budget key as (the params entry that names it, the key), None otherwise."""
+    if algorithm != "hyperband":
+        return None
+    for name, value in params.items():
+        if setting_field(name) == "resource_name":
+            return name, value
+    return None
+
+
+def resource_conflict(value: str, hyper_params: str) -> str:
+    """The problem when Hyperband's budget key is also a searched parameter."""
+    return (
+        f"{value!r} is also a {hyper_params} name; Hyperband sets it to each trial's budget, "
+        "so it cannot be searched too"
+    )

@@ -33,7 +33,14 @@ from pydantic import ValidationError
 from app.keys import normalize_gpu_type
 from app.optimizers.settings import NATIVE_TO_WMLA
 from app.space import CategoricalParam, Config, NumericParam, SearchSpace
-from app.spec.algorithms import canonical_algorithm, check_params, display, unknown_algorithm
+from app.spec.algorithms import (
+    canonical_algorithm,
+    check_params,
+    display,
+    resource_conflict,
+    resource_param,
+    unknown_algorithm,
+)
 from app.spec.errors import Problem, SpecError
 from app.spec.model import Algorithm, ExperimentSpec, Launcher, Limits, Objective, ResourceRequest
 from app.spec.reader import NAME_RE, NAME_RULE, Reader, fmt, show, validation_problems
@@ -71,8 +78,9 @@ PARAM_TYPES = {
 NUMERIC_KEYS = ("type", "low", "high", "log", "step", "power")
 CATEGORICAL_KEYS = ("type", "choices")
 STRATEGIES = {"minimize": "minimize", "maximize": "maximize", "latest": "latest"}
-# Hyperband settings (validated by the Hyperband issue) under their WMLA names.
+# Hyperband settings under their WMLA names (`eta` is read on its own, like WMLA's hyperbandEta).
 HYPERBAND_TO_WMLA = {"resource_name": "ResourceName", "resource_value": "ResourceValue", "seed": "RandomSeed"}
+WMLA_TO_HYPERBAND = {v: k for k, v in HYPERBAND_TO_WMLA.items()} | {"hyperbandEta": "eta"}
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -90,6 +98,7 @@ def parse_native(data: Any) -> ExperimentSpec:
     resources = _resources(root)
     env = _env(root)
     space = _space(root, algorithm.name if algorithm else None)
+    _check_resource_name(root, algorithm, space)
     experiments = _experiments(root, algorithm.name if algorithm else None, space)
     return build_spec(
         root.problems,
@@ -192,6 +201,15 @@ def _algorithm(root: Reader, max_trials: int | None) -> Algorithm | None:
         if name is None:
             root.problem(unknown_algorithm(value), "algorithm")
             return None
+
+        def needs_settings(wmla_name: str, message: str) -> Problem:
+            key = WMLA_TO_HYPERBAND.get(wmla_name, wmla_name)
+            example = f"{{name: {name}, resource_name: KEY, resource_value: R}}"
+            return Problem("algorithm", f"{key} is {message}: write algorithm: {example}")
+
+        check_params(
+            name, {}, max_trials, lambda p: "algorithm", root.problems, root.warnings, missing=needs_settings
+        )
         return Algorithm(name=name)
     if not isinstance(value, dict):
         root.problem(f"must be a name or an object {{name, ...settings}}, got {show(value)}", "algorithm")
@@ -228,8 +246,21 @@ def _algorithm(root: Reader, max_trials: int | None) -> Algorithm | None:
     def locate(wmla_name: str) -> str:
         return f"algorithm.{where.get(wmla_name, wmla_name)}"
 
-    check_params(name, params, max_trials, locate, algo.problems, algo.warnings)
+    def missing(wmla_name: str, message: str) -> Problem:
+        return Problem(f"algorithm.{WMLA_TO_HYPERBAND.get(wmla_name, wmla_name)}", message)
+
+    check_params(name, params, max_trials, locate, algo.problems, algo.warnings, eta=eta, missing=missing)
     return Algorithm(name=name, params=params, eta=eta)
+
+
+def _check_resource_name(root: Reader, algorithm: Algorithm | None, space: SearchSpace) -> None:
+    """Hyperband's resource_name carries each trial's budget: it must not be a space parameter too."""
+    found = resource_param(algorithm.name, algorithm.params) if algorithm is not None else None
+    if found is not None and found[1] in space.names:
+        name, value = found
+        root.problems.append(
+            Problem(f"algorithm.{WMLA_TO_HYPERBAND.get(name, name)}", resource_conflict(value, "space"))
+        )
 
 
 def _strategies(r: Reader, allowed: dict[str, str]) -> dict[str, str]:

@@ -16,7 +16,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from app.space import CategoricalParam, Config, NumericParam, SearchSpace
-from app.spec.algorithms import canonical_algorithm, check_params, display, unknown_algorithm
+from app.spec.algorithms import (
+    canonical_algorithm,
+    check_params,
+    display,
+    resource_conflict,
+    resource_param,
+    unknown_algorithm,
+)
 from app.spec.args import parse_launcher_args, split_args
 from app.spec.errors import Problem, SpecError
 from app.spec.model import Algorithm, ExperimentSpec, Launcher, Limits, Objective, ResourceRequest
@@ -140,8 +147,9 @@ def parse_wmla(data: Any) -> ExperimentSpec:
     root.check_known(TOP_KEYS)
     name = root.str("hpoName", pattern=NAME_RE, rule=NAME_RULE)
     model, resources = _model_spec(root)
-    algorithm, objective, limits = _algo_def(root)
+    algorithm, objective, limits, where = _algo_def(root)
     space = _hyper_params(root, algorithm.name if algorithm else None)
+    _check_resource_name(root, algorithm, space, where)
     experiments = _experiments(root, algorithm.name if algorithm else None)
     return build_spec(
         root.problems,
@@ -185,10 +193,11 @@ def _model_spec(root: Reader) -> tuple[Launcher | None, ResourceRequest]:
     return launcher, resources
 
 
-def _algo_def(root: Reader) -> tuple[Algorithm | None, Objective | None, Limits]:
+def _algo_def(root: Reader) -> tuple[Algorithm | None, Objective | None, Limits, dict[str, int]]:
+    """The algorithm, objective and limits, plus each algoParams name's index (for problem paths)."""
     algo = root.child("algoDef", required=True)
     if algo is None:
-        return None, None, Limits()
+        return None, None, Limits(), {}
     algo.check_known(ALGO_KEYS)
 
     name: str | None = None
@@ -216,9 +225,29 @@ def _algo_def(root: Reader) -> tuple[Algorithm | None, Objective | None, Limits]
             algo.problems,
             algo.warnings,
             label=lambda p: f"algoDef.algoParams[{where[p]}] ({p})",
+            eta=eta,
+            missing=_missing_param,
         )
     algorithm = Algorithm(name=name, params=params, eta=eta) if name is not None else None
-    return algorithm, objective, limits
+    return algorithm, objective, limits, where
+
+
+def _missing_param(name: str, message: str) -> Problem:
+    """A required algoParams entry that is absent ("ResourceName is required for Hyperband")."""
+    if name == "hyperbandEta":
+        return Problem("algoDef.hyperbandEta", message)
+    return Problem("algoDef.algoParams", f"{name} is {message}")
+
+
+def _check_resource_name(
+    root: Reader, algorithm: Algorithm | None, space: SearchSpace, where: dict[str, int]
+) -> None:
+    """Hyperband's ResourceName carries each trial's budget: it must not be a hyperParams name too."""
+    found = resource_param(algorithm.name, algorithm.params) if algorithm is not None else None
+    if found is not None and found[1] in space.names:
+        name, value = found
+        path = f"algoDef.algoParams[{where[name]}].value ({name})"
+        root.problems.append(Problem(path, resource_conflict(value, "hyperParams")))
 
 
 def _limits(algo: Reader) -> Limits:
