@@ -1,7 +1,12 @@
 """A PyTorch MLP on scikit-learn's bundled digits, written to the WMLA HPO training contract.
 
 - reads hyperparameters from ./config.json (defaults when it is absent, so it also runs alone);
-- writes $RESULT_DIR/val_dict_list.json: one {"steps", "loss", "accuracy"} entry per epoch;
+  `epochs` there (Hyperband's budget, or a scheduler's resource) wins over --epochs;
+- after every epoch rewrites $RESULT_DIR/val_dict_list.json, a list of {"steps", "loss",
+  "accuracy"}: the service streams new points as they appear, so ASHA or the median rule can stop a
+  poor trial early, and the final file is the WMLA result;
+- saves its state to $CHECKPOINT_DIR after every epoch and resumes from it: a Hyperband rung that
+  continues a configuration trains only the epochs the previous rung did not;
 - logs to stdout (the service stores it as the trial's outlog).
 Run it directly: `python train.py --epochs 5`.
 """
@@ -48,8 +53,13 @@ def main() -> None:
     batch_size = int(hp.get("batch_size", 64))
     hidden = int(hp.get("hidden_size", 64))
     opt_name = str(hp.get("optimizer", "adam"))
+    epochs = int(hp.get("epochs", args.epochs))
     result_dir = Path(os.environ.get("RESULT_DIR", "."))
-    print(f"config: lr={lr} batch_size={batch_size} hidden={hidden} optimizer={opt_name}", flush=True)
+    checkpoint = Path(os.environ.get("CHECKPOINT_DIR", result_dir)) / "digits.pt"
+    print(
+        f"config: lr={lr} batch_size={batch_size} hidden={hidden} optimizer={opt_name} epochs={epochs}",
+        flush=True,
+    )
 
     torch.manual_seed(args.seed)
     x_train, y_train, x_test, y_test = data(args.seed)
@@ -58,8 +68,15 @@ def main() -> None:
     optimizer = optimizers[opt_name](model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
 
-    points = []
-    for epoch in range(1, args.epochs + 1):
+    points: list[dict] = []
+    if checkpoint.exists():  # an earlier rung of this configuration: continue where it stopped
+        state = torch.load(checkpoint)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        points = state["points"]
+        print(f"resumed after epoch {len(points)} from {checkpoint}", flush=True)
+
+    for epoch in range(len(points) + 1, epochs + 1):
         start = time.perf_counter()
         model.train()
         order = torch.randperm(len(x_train))
@@ -75,9 +92,11 @@ def main() -> None:
             accuracy = float((logits.argmax(1) == y_test).float().mean())
         loss = loss if np.isfinite(loss) else float("nan")
         points.append({"steps": epoch, "loss": loss, "accuracy": accuracy})
-        print(
-            f"epoch {epoch}: loss={loss:.4f} accuracy={accuracy:.4f} ({time.perf_counter() - start:.2f}s)",
-            flush=True,
+        took = time.perf_counter() - start
+        print(f"epoch {epoch}: loss={loss:.4f} accuracy={accuracy:.4f} ({took:.2f}s)", flush=True)
+        (result_dir / "val_dict_list.json").write_text(json.dumps(points))
+        torch.save(
+            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "points": points}, checkpoint
         )
 
     (result_dir / "val_dict_list.json").write_text(json.dumps(points))
