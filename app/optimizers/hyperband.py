@@ -4,7 +4,8 @@ A trial's configuration is a *base* configuration drawn from the search space pl
 `{resource_name: budget}` (WMLA `ResourceName`), the integer budget of its rung (1..R, see
 `hyperband_math.budget`). Trials of one base at growing budgets share a checkpoint directory
 (the coordinator keys it on the configuration without the budget), so a training script may
-continue from the previous rung, but it does not have to. One base never has two trials at once.
+continue from the previous rung, but it does not have to. One base never has two trials at once,
+and its budgets only grow from one trial to the next, so that checkpoint is always a valid start.
 
 Schedule. Brackets run in the standard order s = s_max..0 and then repeat: the j-th *bracket
 instance* runs bracket s_max - (j mod (s_max + 1)). Inside an instance successive halving is
@@ -21,7 +22,7 @@ order and never more than n:
 It never proposes a (base, budget) that is already proposed or running. In an infinite space it
 therefore returns [] only when asked for nothing; in a finite space it also returns [] while the
 only bases left are busy in older instances (the coordinator asks again after the next result),
-and for good (the experiment ends "exhausted") once every base has run at every rung-0 budget.
+and for good (the experiment ends "exhausted") once every base has run with budget R.
 
 State. Nothing is kept between calls but `proposed` and `history`: each call replays `proposed`
 in order against the results in `history`, so an optimizer rebuilt after a restart
@@ -39,10 +40,11 @@ the interleaving of those calls does not matter.
   "a base seen before is a promotion".
 - The k-th join's base is drawn with `rng_for(k)` (k counts joins, not proposals, so streams do
   not depend on how promotions interleave), preferring bases never used before. A finite space
-  that has used all its bases reuses inactive ones whose (base, rung-0 budget) never ran; when
-  none can ever fill the instance, its rung 0 closes short (`hyperband_math.rung_sizes` shrinks
-  its later rungs) and the next instance starts. A promotion whose (base, budget) already ran in
-  an earlier instance reuses that result instead of running it again.
+  that has used all its bases reuses inactive ones whose earlier trials all had smaller budgets
+  than the instance's rung 0; when no base can ever join the instance any more, its rung 0 closes
+  short (`hyperband_math.rung_sizes` shrinks its later rungs) and the next instance starts.
+- Rounding can give two rungs of a bracket the same integer budget (eta close to 1): the
+  promotion then reuses the result it already has instead of running the same trial again.
 """
 
 from __future__ import annotations
@@ -98,18 +100,27 @@ class _State:
         self.bases: dict[BaseKey, Config] = {}  # every base seen, first appearance first
         self.used: set[BaseKey] = set()
         self.taken: set[TrialKey] = set()
-        self.by_budget: dict[Value | None, set[BaseKey]] = {}
+        self.top: dict[BaseKey, int] = {}  # the largest budget each base was proposed with
+        # rung-0 budget r -> how many bases already ran at r or more (they can no longer join at r)
+        self.spent: dict[int, int] = {budgets[0]: 0 for budgets in opt.budgets}
         self.latest: dict[BaseKey, _Instance] = {}  # the newest instance each base joined
         self.instances: list[_Instance] = []
         self.joins = 0
+        self.exhausted = False
         for config in opt.proposed:
             bkey, base, budget = opt.split(config)
             self.bases.setdefault(bkey, base)
             inst = self.filling()  # first close an instance no base can fill any more: it may promote
-            if not self.is_promotion(bkey, budget) and not self.is_active(bkey):
-                if inst is not None and budget == inst.budgets[0] and bkey not in inst.members:
-                    self.join(inst, bkey)
-            self.take(bkey, budget)  # anything else (foreign to this schedule) only blocks its key
+            joins = (
+                inst is not None
+                and budget == inst.budgets[0]
+                and not self.is_promotion(bkey, budget)
+                and self.eligible(bkey, inst)
+            )
+            if joins:
+                assert inst is not None
+                self.join(inst, bkey)
+            self.take(bkey, budget)  # a promotion, or foreign to this schedule: it only blocks its key
         for config in running:
             bkey, base, budget = opt.split(config)
             self.bases.setdefault(bkey, base)
@@ -119,7 +130,12 @@ class _State:
     # --- bookkeeping -------------------------------------------------------------------
     def take(self, bkey: BaseKey, budget: Value | None) -> None:
         self.taken.add((bkey, budget))
-        self.by_budget.setdefault(budget, set()).add(bkey)
+        if isinstance(budget, int) and budget > self.top.get(bkey, 0):
+            old = self.top.get(bkey, 0)
+            self.top[bkey] = budget
+            for r0 in self.spent:
+                if old < r0 <= budget:
+                    self.spent[r0] += 1
         self.used.add(bkey)
 
     def join(self, inst: _Instance, bkey: BaseKey) -> None:
@@ -131,7 +147,9 @@ class _State:
 
     def filling(self) -> _Instance | None:
         """The instance new bases join, opening the next one when needed; None when no instance
-        of a whole Hyperband loop can get a base any more (finite space, everything ran)."""
+        of a whole Hyperband loop can get a base any more (finite space, every base ran with R)."""
+        if self.exhausted:
+            return None
         empty = 0
         while True:
             if not self.instances or self.instances[-1].closed:
@@ -142,11 +160,12 @@ class _State:
             inst.closed = True  # no base can ever join it: rung 0 closes short
             empty = empty + 1 if not inst.members else 0
             if empty >= len(self.opt.brackets):
+                self.exhausted = True  # for good: bases only ever get larger budgets
                 return None
 
     def can_fill(self, inst: _Instance) -> bool:
-        """Some base has not run at this instance's rung-0 budget (it may be busy elsewhere now)."""
-        return self.size is None or len(self.by_budget.get(inst.budgets[0], ())) < self.size
+        """Some base never ran at this instance's rung-0 budget or above (it may be busy now)."""
+        return self.size is None or self.spent[inst.budgets[0]] < self.size
 
     # --- rungs ---------------------------------------------------------------------------
     def chain(self, inst: _Instance) -> Chain:
@@ -200,8 +219,9 @@ class _State:
                         yield bkey, inst.budgets[i]
 
     def eligible(self, bkey: BaseKey, inst: _Instance) -> bool:
-        """May join `inst` now: never ran at its rung-0 budget and not busy in another instance."""
-        return bkey not in self.by_budget.get(inst.budgets[0], ()) and not self.is_active(bkey)
+        """May join `inst` now: every earlier trial of the base had a smaller budget than its rung 0
+        (so the shared checkpoint is a valid start) and the base is not busy in another instance."""
+        return self.top.get(bkey, 0) < inst.budgets[0] and not self.is_active(bkey)
 
 
 class Hyperband(Optimizer):
@@ -225,7 +245,7 @@ class Hyperband(Optimizer):
         self.max_resource = int(settings.resource_value)
         self.eta = float(settings.eta)
         self.brackets: list[Bracket] = brackets(self.max_resource, self.eta)
-        self._budgets = [b.budgets(self.max_resource) for b in self.brackets]
+        self.budgets = [b.budgets(self.max_resource) for b in self.brackets]
 
     # --- the interface ---------------------------------------------------------------
     def ask(self, n: int, running: Sequence[Config] = ()) -> list[Config]:
@@ -239,7 +259,7 @@ class Hyperband(Optimizer):
         while len(out) < n:
             inst = state.filling()
             if inst is None:
-                break  # a finite space where every base ran at every rung-0 budget
+                break  # a finite space where every base ran with budget R
             base = self._draw(state, inst)
             if base is None:
                 break  # the bases left are busy in older instances: wait for their results
@@ -262,7 +282,7 @@ class Hyperband(Optimizer):
     def instance(self, j: int) -> _Instance:
         """The j-th bracket instance, empty."""
         k = j % len(self.brackets)
-        return _Instance(index=j, bracket=self.brackets[k], budgets=self._budgets[k])
+        return _Instance(index=j, bracket=self.brackets[k], budgets=self.budgets[k])
 
     def _draw(self, state: _State, inst: _Instance) -> Config | None:
         """The base of the next join, from rng_for(number of joins so far): a never-used base

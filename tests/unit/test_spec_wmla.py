@@ -220,6 +220,11 @@ def test_algorithm_names(given: str, canonical: str) -> None:
         data["experiments"] = [
             {"hyperParams": [{"name": "learning_rate", "dataType": "DOUBLE", "fixedVal": "0.1"}]}
         ]
+    if canonical == "hyperband":  # its budget settings are required
+        data["algoDef"]["algoParams"] = [
+            {"name": "ResourceName", "value": "epochs"},
+            {"name": "ResourceValue", "value": "9"},
+        ]
     assert parse_spec(data).algorithm.name == canonical
 
 
