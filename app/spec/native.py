@@ -44,6 +44,7 @@ from app.spec.algorithms import (
 from app.spec.errors import Problem, SpecError
 from app.spec.model import Algorithm, ExperimentSpec, Launcher, Limits, Objective, ResourceRequest
 from app.spec.reader import NAME_RE, NAME_RULE, Reader, fmt, show, validation_problems
+from app.spec.scheduler import native_scheduler
 from app.spec.wmla import DIRECTIONS, build_spec, check_step_power, optional_number
 
 TOP_KEYS = (
@@ -59,6 +60,7 @@ TOP_KEYS = (
     "trial_timeout",
     "kill_on_timeout",
     "sync_batches",
+    "scheduler",
     "resources",
     "env",
     "space",
@@ -97,6 +99,7 @@ def parse_native(data: Any) -> ExperimentSpec:
     objective = _objective(root)
     resources = _resources(root)
     env = _env(root)
+    scheduler = native_scheduler(root)
     space = _space(root, algorithm.name if algorithm else None)
     _check_resource_name(root, algorithm, space)
     experiments = _experiments(root, algorithm.name if algorithm else None, space)
@@ -113,6 +116,7 @@ def parse_native(data: Any) -> ExperimentSpec:
         experiments=experiments,
         resources=resources,
         env=env,
+        scheduler=scheduler,
         raw={str(k): v for k, v in data.items()},
     )
 

@@ -26,9 +26,18 @@ from app.spec.algorithms import (
 )
 from app.spec.args import parse_launcher_args, split_args
 from app.spec.errors import Problem, SpecError
-from app.spec.model import Algorithm, ExperimentSpec, Launcher, Limits, Objective, ResourceRequest
+from app.spec.model import (
+    Algorithm,
+    ExperimentSpec,
+    Launcher,
+    Limits,
+    Objective,
+    ResourceRequest,
+    SchedulerSpec,
+)
 from app.spec.reader import NAME_RE, NAME_RULE, Reader, fmt, show, to_int, to_number, validation_problems
 from app.spec.resources import wmla_resources
+from app.spec.scheduler import scheduler_from, wmla_scheduler
 
 TOP_KEYS = ("hpoName", "modelSpec", "algoDef", "hyperParams", "experiments")
 MODEL_KEYS = ("sigName", "args")
@@ -147,7 +156,7 @@ def parse_wmla(data: Any) -> ExperimentSpec:
     root.check_known(TOP_KEYS)
     name = root.str("hpoName", pattern=NAME_RE, rule=NAME_RULE)
     model, resources = _model_spec(root)
-    algorithm, objective, limits, where = _algo_def(root)
+    algorithm, objective, limits, where, scheduler = _algo_def(root)
     space = _hyper_params(root, algorithm.name if algorithm else None)
     _check_resource_name(root, algorithm, space, where)
     experiments = _experiments(root, algorithm.name if algorithm else None)
@@ -163,6 +172,7 @@ def parse_wmla(data: Any) -> ExperimentSpec:
         space=space,
         experiments=experiments,
         resources=resources,
+        scheduler=scheduler,
         raw={str(k): v for k, v in data.items()},
     )
 
@@ -193,7 +203,9 @@ def _model_spec(root: Reader) -> tuple[Launcher | None, ResourceRequest]:
     return launcher, resources
 
 
-def _algo_def(root: Reader) -> tuple[Algorithm | None, Objective | None, Limits, dict[str, int]]:
+def _algo_def(
+    root: Reader,
+) -> tuple[Algorithm | None, Objective | None, Limits, dict[str, int], SchedulerSpec | None]:
     """The algorithm, objective and limits, plus each algoParams name's index (for problem paths)."""
     algo = root.child("algoDef", required=True)
     if algo is None:
@@ -216,10 +228,20 @@ def _algo_def(root: Reader) -> tuple[Algorithm | None, Objective | None, Limits,
         eta = None
 
     params, where = _algo_params(algo)
+    scheduler = None
+    stop_values, stop_names = wmla_scheduler(params)
+    if stop_names and name == "hyperband":
+        algo.problem("EarlyStop cannot be combined with Hyperband, which has its own rungs", "algoParams")
+    elif stop_names:
+        scheduler, found = scheduler_from(stop_values)
+        for field, message in found:
+            param = stop_names[field]
+            algo.problems.append(Problem(f"algoDef.algoParams[{where[param]}].value ({param})", message))
+    searcher_params = {k: v for k, v in params.items() if k not in stop_names.values() or name == "hyperband"}
     if name is not None:
         check_params(
             name,
-            params,
+            searcher_params,
             limits.max_trials,
             lambda p: f"algoDef.algoParams[{where[p]}].value ({p})",
             algo.problems,
@@ -229,7 +251,7 @@ def _algo_def(root: Reader) -> tuple[Algorithm | None, Objective | None, Limits,
             missing=_missing_param,
         )
     algorithm = Algorithm(name=name, params=params, eta=eta) if name is not None else None
-    return algorithm, objective, limits, where
+    return algorithm, objective, limits, where, scheduler
 
 
 def _missing_param(name: str, message: str) -> Problem:
