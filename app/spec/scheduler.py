@@ -14,7 +14,6 @@ import math
 import re
 from typing import Any
 
-from app.schedulers.asha import rung_levels
 from app.spec.model import SchedulerSpec
 from app.spec.reader import Reader, show
 
@@ -73,6 +72,8 @@ def scheduler_from(values: dict[str, Any]) -> tuple[SchedulerSpec | None, list[t
             fields[name] = int(number) if name in ("brackets", "min_samples") else number
     if problems:
         return None, problems
+    from app.schedulers.asha import rung_levels  # here: app.schedulers imports the spec model
+
     spec = SchedulerSpec(**fields)
     if spec.grace >= spec.max:
         return None, [("grace", f"must be smaller than max ({spec.max:g})")]
