@@ -209,7 +209,7 @@ def _algo_def(
     """The algorithm, objective and limits, plus each algoParams name's index (for problem paths)."""
     algo = root.child("algoDef", required=True)
     if algo is None:
-        return None, None, Limits(), {}
+        return None, None, Limits(), {}, None
     algo.check_known(ALGO_KEYS)
 
     name: str | None = None
