@@ -46,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args, _ = parser.parse_known_args()  # other launcher-passed flags (e.g. IBM data paths) are ignored
 
     hp = load_config()
     lr = float(hp.get("learning_rate", 0.01))
