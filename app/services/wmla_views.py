@@ -50,6 +50,9 @@ def wmla_duration(start: datetime | None, end: datetime | None, now: datetime) -
 def _space_types(spec: ExperimentSpec) -> dict[str, str]:
     """WMLA dataType of each parameter of the space (looked up once per experiment)."""
     out = {}
+    resource = spec.algorithm.params.get("ResourceName") if spec.algorithm.name == "hyperband" else None
+    if resource:
+        out[resource] = "str"  # WMLA lists the Hyperband budget as a string hyperparameter
     for p in spec.space.params:
         if isinstance(p, CategoricalParam):
             out[p.name] = p.value_type
