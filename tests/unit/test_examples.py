@@ -23,3 +23,11 @@ def test_digits_specs_parse_to_the_same_search() -> None:
     assert wmla.space["hidden_size"] == native.space["hidden_size"]
     assert wmla.space["optimizer"] == native.space["optimizer"]
     assert wmla.space["batch_size"].values() == native.space["batch_size"].values()
+
+
+def test_early_stopping_examples_parse() -> None:
+    hyperband = load_spec(DIGITS / "experiment_hyperband.json")
+    assert hyperband.algorithm.name == "hyperband" and hyperband.algorithm.params["ResourceName"] == "epochs"
+    asha = load_spec(DIGITS / "experiment_asha.yaml")
+    assert asha.scheduler is not None and asha.scheduler.type == "asha" and asha.scheduler.resource == "epochs"
+    assert asha.warnings == () and hyperband.warnings == ()
