@@ -29,5 +29,6 @@ def test_early_stopping_examples_parse() -> None:
     hyperband = load_spec(DIGITS / "experiment_hyperband.json")
     assert hyperband.algorithm.name == "hyperband" and hyperband.algorithm.params["ResourceName"] == "epochs"
     asha = load_spec(DIGITS / "experiment_asha.yaml")
-    assert asha.scheduler is not None and asha.scheduler.type == "asha" and asha.scheduler.resource == "epochs"
+    assert asha.scheduler is not None
+    assert asha.scheduler.type == "asha" and asha.scheduler.resource == "epochs"
     assert asha.warnings == () and hyperband.warnings == ()
