@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     live_log_bytes: int = 65536  # tail of a running trial's logs kept in Redis
     log_share_s: float = 2.0
     metrics_poll_s: float = 0.5  # how often a running trial's new points are looked for and sent
+    # Leases: a running attempt's worker refreshes its lease every heartbeat_s; the lease lives
+    # lease_timeout_s. A dead worker's trial is rescheduled within lease_timeout_s + lease_check_s.
+    heartbeat_s: float = 10.0
+    lease_timeout_s: float = 45.0
+    publish_retry_s: float = 600.0  # how long a worker keeps trying to report through a broker outage
     stop_poll_s: float = 0.5
     kill_grace_s: float = 5.0
 
@@ -55,7 +60,8 @@ class Settings(BaseSettings):
     event_block_ms: int = 200
     poll_interval_s: float = 0.5
     ask_processes: int = 1
-    lease_s: float = 30.0
+    lease_s: float = 30.0  # a coordinator's hold on an experiment (renewed every third of it)
+    lease_check_s: float = 5.0  # how often trials' leases are checked
 
     # API and users.
     token_ttl_s: float = 8 * 3600

@@ -67,6 +67,16 @@ def checkpoint_key(experiment: str, lineage: str) -> str:
     return f"{KEY_PREFIX}:ckpt:{experiment}:{lineage}"
 
 
+def lease_key(exec_id: str, attempt: int) -> str:
+    """Present while the attempt's worker is alive: refreshed by its heartbeat, expires otherwise."""
+    return f"{KEY_PREFIX}:lease:{exec_id}:{attempt}"
+
+
+def current_attempt_key(exec_id: str) -> str:
+    """The attempt that counts; a worker running an older one stops (it was declared lost)."""
+    return f"{KEY_PREFIX}:current:{exec_id}"
+
+
 def claim_key(exec_id: str, attempt: int) -> str:
     """Taken by the worker that runs an attempt, so a redelivered task does not run it twice."""
     return f"{KEY_PREFIX}:claim:{exec_id}:{attempt}"

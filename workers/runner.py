@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import math
 import os
 import shutil
 import signal
@@ -23,8 +25,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from redis.exceptions import RedisError
+
 from app.config import Settings
-from app.keys import claim_key, decode_stop, log_key, result_key, stop_key
+from app.keys import (
+    claim_key,
+    current_attempt_key,
+    decode_stop,
+    lease_key,
+    log_key,
+    result_key,
+    stop_key,
+)
 from app.messages import TrialEvent, TrialTask, publish_event
 from workers import metrics
 from workers.checkpoints import checkpoint_dir, restore, ship
@@ -32,6 +44,9 @@ from workers.codecache import CodeUnavailable, fetch_code
 from workers.environment import cpu_count, secrets_of, trial_env
 from workers.process import GroupRegistry, spawn, stop_process
 from workers.results import tail, zip_results
+
+log = logging.getLogger("hpo.worker")
+CLAIM_TTL_S = 30 * 86400
 
 
 @dataclass
@@ -70,12 +85,15 @@ class TrialRunner:
     # --- the whole attempt -----------------------------------------------------------
     def run(self, task: TrialTask) -> TrialEvent | None:
         """Run the attempt and publish its events; None when it was not ours to run."""
-        if not self.redis.set(claim_key(task.exec_id, task.attempt), self.worker, nx=True, ex=30 * 86400):
+        if not self.redis.set(claim_key(task.exec_id, task.attempt), self.worker, nx=True, ex=CLAIM_TTL_S):
             return None  # a redelivery of an attempt someone already took
         if self.redis.get(stop_key(task.exec_id)) is not None:
             return None  # cancelled before it started; the coordinator already recorded that
+        if self._superseded(task) is not None:
+            return None  # a later attempt replaced this one while it waited in the queue
+        self.redis.set(lease_key(task.exec_id, task.attempt), self.worker, ex=self._lease_ttl)
         started = time.time()
-        publish_event(self.redis, self._event(task, "started", started_at=started))
+        self._publish(self._event(task, "started", started_at=started))
         result_dir = self.results_fs / (task.owner or "hpo") / "batchworkdir" / task.exec_id
         try:
             outcome = self._execute(task, result_dir)
@@ -102,7 +120,7 @@ class TrialRunner:
             result_key=self._upload(task, result_dir),
             notes=outcome.notes or [],
         )
-        publish_event(self.redis, event)
+        self._publish(event)
         if not self.settings.keep_trial_dirs:
             shutil.rmtree(result_dir, ignore_errors=True)
         return event
@@ -223,6 +241,42 @@ class TrialRunner:
         if fresh:
             publish_event(self.redis, self._event(task, "metric", points=fresh))
 
+    @property
+    def _lease_ttl(self) -> int:
+        return max(math.ceil(self.settings.lease_timeout_s), 1)
+
+    def _superseded(self, task: TrialTask) -> int | None:
+        """The attempt that replaced this one, if the coordinator declared this one lost."""
+        current = self.redis.get(current_attempt_key(task.exec_id))
+        return int(current) if current is not None and int(current) > task.attempt else None
+
+    def _heartbeat(self, task: TrialTask) -> int | None:
+        """Renew the lease (and the claim, in case the broker restarted empty); say if superseded."""
+        now = time.monotonic()
+        if now - self._last_beat < self.settings.heartbeat_s:
+            return None
+        self._last_beat = now
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(lease_key(task.exec_id, task.attempt), self.worker, ex=self._lease_ttl)
+            pipe.set(claim_key(task.exec_id, task.attempt), self.worker, ex=CLAIM_TTL_S)
+            pipe.execute()
+        return self._superseded(task)
+
+    def _publish(self, event: TrialEvent) -> None:
+        """Report, retrying through a broker outage: an accepted result must not be lost."""
+        deadline = time.monotonic() + self.settings.publish_retry_s
+        delay = 0.2
+        while True:
+            try:
+                publish_event(self.redis, event)
+                return
+            except RedisError:
+                if time.monotonic() > deadline:
+                    raise
+                log.warning("broker unreachable; retrying the %s event of %s", event.kind, event.exec_id)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
     def _share_logs(self, task: TrialTask, log_dir: Path) -> None:
         """Every few seconds, the tails of stdout/stderr go to Redis for `hpo logs --follow`."""
         now = time.monotonic()
@@ -242,20 +296,26 @@ class TrialRunner:
         self, task: TrialTask, proc: Any, log_dir: Path, tracker: metrics.PointTracker
     ) -> tuple[str | None, int]:
         """(why it was stopped or None, exit code)."""
-        self._last_log_share = self._last_points = 0.0
+        self._last_log_share = self._last_points = self._last_beat = time.monotonic()
         deadline = time.monotonic() + task.timeout_s if task.timeout_s else None
         poll = max(self.settings.stop_poll_s, 0.05)
         while True:
             with contextlib.suppress(Exception):
                 return None, proc.wait(timeout=poll)
-            flag = self.redis.get(stop_key(task.exec_id))
-            if flag is not None:
-                why, force = decode_stop(flag)
-                return why, stop_process(proc, 0.0 if force else self.settings.kill_grace_s)
-            self._share_logs(task, log_dir)
-            self._stream_points(task, tracker)
             if deadline is not None and time.monotonic() > deadline:
                 return "timeout", stop_process(proc, self.settings.kill_grace_s)
+            try:  # a broker outage must not end a healthy trial: skip this round
+                flag = self.redis.get(stop_key(task.exec_id))
+                if flag is not None:
+                    why, force = decode_stop(flag)
+                    return why, stop_process(proc, 0.0 if force else self.settings.kill_grace_s)
+                newer = self._heartbeat(task)
+                if newer is not None:
+                    return f"superseded by attempt {newer}", stop_process(proc, self.settings.kill_grace_s)
+                self._share_logs(task, log_dir)
+                self._stream_points(task, tracker)
+            except RedisError as exc:
+                log.warning("broker unreachable while running %s: %s", task.exec_id, exc)
 
     def _read_results(self, task: TrialTask, result_dir: Path, code: int) -> Outcome:
         try:

@@ -9,7 +9,7 @@ from typing import Any
 
 from celery import Celery
 
-from app.keys import RUN_TRIAL_TASK, checkpoint_key, code_key, encode_stop, stop_key
+from app.keys import RUN_TRIAL_TASK, checkpoint_key, code_key, current_attempt_key, encode_stop, stop_key
 from app.messages import CodeRef, TrialTask
 from app.spec.model import ExperimentSpec
 from app.store.models import Experiment, Trial
@@ -89,6 +89,12 @@ class Publisher:
             self.redis.delete(*keys)
 
     def publish(self, tasks: Sequence[TrialTask], queue: str) -> None:
+        retries = [t for t in tasks if t.attempt > 1]
+        if retries:  # workers still running an older attempt stop when they see this
+            with self.redis.pipeline(transaction=False) as pipe:
+                for t in retries:
+                    pipe.set(current_attempt_key(t.exec_id), t.attempt, ex=30 * 86400)
+                pipe.execute()
         with self.celery.producer_or_acquire() as producer:
             for task in tasks:
                 self.celery.send_task(

@@ -18,9 +18,13 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from redis.exceptions import RedisError
+from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
+
 from app.config import Settings
 from app.coordinator.asker import Asker
 from app.coordinator.dispatch import Publisher, build_task
+from app.coordinator.leases import LeaseKeeper
 from app.coordinator.runtime import ExperimentRuntime
 from app.coordinator.streams import Delivery, EventStreams
 from app.messages import TrialEvent
@@ -72,6 +76,10 @@ class Coordinator:
         self.finished: list[int] = []  # experiments this coordinator ended, in order
         self._last_poll = 0.0
         self._last_renew = time.monotonic()
+        self._last_lease_check = time.monotonic()
+        self.leases = LeaseKeeper(
+            redis, lease_timeout_s=settings.lease_timeout_s, heartbeat_s=settings.heartbeat_s
+        )
 
     # --- running ---------------------------------------------------------------------
     def run(
@@ -82,11 +90,15 @@ class Coordinator:
         max_errors: int = 30,
     ) -> None:
         """Tick until `should_stop()`; the caller closes (see `close`)."""
-        errors = 0
+        errors = outage = 0
         while not should_stop():
             try:
                 self.tick()
-                errors = 0
+                errors = outage = 0
+            except (RedisError, SQLAlchemyOperationalError) as exc:  # wait out a broker or DB outage
+                outage += 1
+                log.warning("broker or database unreachable (%s); retrying", exc)
+                time.sleep(min(0.2 * outage, 5.0))
             except Exception:
                 errors += 1
                 log.exception("coordinator tick failed (%d in a row)", errors)
@@ -106,11 +118,16 @@ class Coordinator:
         now = time.monotonic()
         if now - self._last_poll >= self.settings.poll_interval_s:
             self._last_poll = now
+            self._watch_broker()
             self._adopt()
             self._refresh_stop_requests()
+            self._refresh_retry_requests()
         if now - self._last_renew >= self.settings.lease_s / 3:
             self._last_renew = now
             self._renew_leases()
+        if now - self._last_lease_check >= self.settings.lease_check_s:
+            self._last_lease_check = now
+            self._check_trial_leases()
         asking = any(rt.asking is not None for rt in self.runtimes.values())
         block = 20 if asking else self.settings.event_block_ms
         if self.runtimes:
@@ -188,6 +205,53 @@ class Coordinator:
                         resource = row["step"] if row["step"] is not None else row["seq"] + 1
                         rt.scheduler.on_result(trial_id, resource, rt.spec.objective.sign * value)
 
+    # --- lost attempts, broker restarts, retries ----------------------------------------------
+    def _watch_broker(self) -> None:
+        if self.leases.broker_restarted():
+            log.warning("the broker restarted: re-creating event groups, re-publishing unclaimed trials soon")
+            for rt in self.runtimes.values():
+                self.streams.attach(rt.name)
+        if self.leases.due_republish():
+            for rt in self.runtimes.values():
+                queued = [t for t in rt.in_flight.values() if t.state == TrialState.QUEUED]
+                lost = self.leases.unclaimed(queued)
+                if lost:
+                    log.warning("%s: publishing %d queued trials the broker lost", rt.name, len(lost))
+                    self._publish(rt, lost)
+
+    def _check_trial_leases(self) -> None:
+        for rt in list(self.runtimes.values()):
+            for trial in self.leases.lost(rt.name, list(rt.in_flight.values())):
+                worker = trial.worker or "unknown"
+                why = f"attempt {trial.attempt} lost: its worker ({worker}) stopped heartbeating"
+                self._next_attempt(rt, trial, why, "LOST", trial.attempt < 1 + rt.spec.limits.retries)
+
+    def _next_attempt(
+        self, rt: ExperimentRuntime, trial: Trial, why: str, record: str, allowed: bool
+    ) -> None:
+        """Run the trial's configuration again as a new attempt, or fail it when none is allowed."""
+        limit = trial.attempt + 1 if allowed else trial.attempt
+        states = TrialState.IN_FLIGHT if record == "LOST" else (TrialState.FAILED,)
+        new = self.store.new_attempt(trial, from_states=states, max_attempts=limit, why=why, record=record)
+        if new is None:
+            return  # it changed meanwhile (a late event, a stop)
+        log.warning("%s: %s", trial.exec_id, why)
+        if new.state == TrialState.QUEUED:
+            rt.in_flight[new.id] = new  # type: ignore[index]
+            rt.retried += 1
+            self._publish(rt, [new])
+        else:
+            rt.optimizer.tell([rt.observe(trial, TrialState.FAILED, None)])
+
+    def _refresh_retry_requests(self) -> None:
+        for trial in self.store.retry_requests(list(self.runtimes)):
+            rt = self.runtimes[trial.experiment_id]
+            if trial.state != TrialState.FAILED:
+                self.store.clear_retry_request(trial.id)  # type: ignore[arg-type]
+                continue
+            rt.counts.failed -= 1
+            self._next_attempt(rt, trial, "retried on request", "RETRIED", True)
+
     def _refresh_stop_requests(self) -> None:
         waiting = [rt.id for rt in self.runtimes.values() if not rt.stopping]
         for exp_id, mode in self.store.stop_requests(waiting).items():
@@ -220,9 +284,12 @@ class Coordinator:
     def _handle(self, delivery: Delivery, rt: ExperimentRuntime | None) -> None:
         event = delivery.event
         if event.kind == "started":
-            self.store.mark_started(
+            started = self.store.mark_started(
                 event.trial_id, event.attempt, event.worker, _dt(event.started_at or event.ts)
             )
+            trial = rt.in_flight.get(event.trial_id) if rt is not None else None
+            if started and trial is not None and trial.attempt == event.attempt:
+                trial.state, trial.worker = TrialState.RUNNING, event.worker
         elif event.kind == "metric":
             self._record_points(rt, event)
         elif event.kind == "finished":
@@ -285,6 +352,10 @@ class Coordinator:
             notes=event.notes or None,
         )
         if not self.store.record_outcome(event.trial_id, event.attempt, outcome):
+            current = self.store.trial(event.trial_id)
+            if current is not None and current.attempt != event.attempt:  # superseded: kept, not counted
+                why = f"result of attempt {event.attempt} arrived after attempt {current.attempt} replaced it"
+                self.store.record_late(event.trial_id, event.attempt, event.worker, event.objective, why)
             return  # a duplicate, or an attempt that no longer counts
         if rt is None or event.trial_id not in rt.in_flight:
             return

@@ -43,6 +43,7 @@ class ExperimentRuntime:
     scheduler: Scheduler | None = None
     early_stopping: dict[int, str] = field(default_factory=dict)  # trial id -> why the scheduler stopped it
     fed: dict[int, int] = field(default_factory=dict)  # trial id -> last point seq shown to the scheduler
+    retried: int = 0  # attempts started again (lost workers, retry requests)
     stopping: str | None = None  # "stop" | "force" once a stop was requested
     failure: str | None = None  # set when the experiment must end FAILED (e.g. optimizer error)
 

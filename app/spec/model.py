@@ -96,6 +96,7 @@ class Limits(BaseModel):
     trial_timeout_s: float | None = None  # per-trial wall-clock limit
     kill_on_timeout: bool = False  # at maxRunTime: stop running trials instead of letting them finish
     sync_batches: bool = False  # WMLA behaviour: next batch only after the whole batch ended
+    retries: int = 2  # extra attempts of a trial whose worker was lost (they do not count as trials)
 
 
 class SchedulerSpec(BaseModel):

@@ -60,6 +60,7 @@ TOP_KEYS = (
     "trial_timeout",
     "kill_on_timeout",
     "sync_batches",
+    "retries",
     "scheduler",
     "resources",
     "env",
@@ -174,6 +175,7 @@ def _limits(root: Reader) -> Limits:
     timeout = root.number("trial_timeout", gt=0)
     kill = root.bool("kill_on_timeout")
     sync = root.bool("sync_batches")
+    retries = root.int("retries", minimum=0, maximum=100, default=2)
     return Limits(
         max_trials=max_trials,
         max_parallel=parallel or 1,
@@ -181,6 +183,7 @@ def _limits(root: Reader) -> Limits:
         trial_timeout_s=timeout,
         kill_on_timeout=bool(kill),
         sync_batches=bool(sync),
+        retries=2 if retries is None else retries,
     )
 
 

@@ -55,6 +55,7 @@ ALGO_KEYS = (
     "trialTimeout",
     "killOnTimeout",
     "syncBatches",
+    "maxRetries",
 )
 PARAM_KEYS = (
     "name",
@@ -282,6 +283,7 @@ def _limits(algo: Reader) -> Limits:
     timeout = algo.number("trialTimeout", gt=0)
     kill = algo.bool("killOnTimeout", allow_str=True)
     sync = algo.bool("syncBatches", allow_str=True)
+    retries = algo.int("maxRetries", minimum=0, maximum=100, default=2)
     return Limits(
         max_trials=max_trials,
         max_parallel=parallel or variant or 1,
@@ -289,6 +291,7 @@ def _limits(algo: Reader) -> Limits:
         trial_timeout_s=timeout,
         kill_on_timeout=bool(kill),
         sync_batches=bool(sync),
+        retries=2 if retries is None else retries,
     )
 
 

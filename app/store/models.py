@@ -97,9 +97,26 @@ class Trial(SQLModel, table=True):
     result_path: str | None = None
     notes: list[str] | None = Field(default=None, sa_column=Column(JSON))  # e.g. checkpoint not shipped
     stop_requested: str | None = Field(default=None, max_length=16)  # set by the API; the coordinator acts
+    retry_requested: bool = False  # `hpo retry`: run a FAILED trial again (the coordinator acts)
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
     ended_at: datetime | None = None
+
+
+class AttemptRecord(SQLModel, table=True):
+    """What became of an attempt that is no longer current: lost (its worker stopped heartbeating),
+    or a result that arrived after it was superseded (recorded, not counted)."""
+
+    __tablename__ = "attempt_record"
+
+    id: int | None = Field(default=None, primary_key=True)
+    trial_id: int = Field(foreign_key="trial.id", index=True)
+    attempt: int
+    state: str = Field(max_length=16)  # LOST | LATE_RESULT | RETRIED
+    worker: str | None = Field(default=None, max_length=256)
+    objective: float | None = None
+    reason: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class MetricPoint(SQLModel, table=True):

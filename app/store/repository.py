@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from app.store.models import (
+    AttemptRecord,
     CodeArchive,
     Experiment,
     ExperimentState,
@@ -110,6 +111,7 @@ class Store:
                 return
             trial_ids = select(Trial.id).where(Trial.experiment_id == experiment_id)
             s.execute(delete(MetricPoint).where(MetricPoint.trial_id.in_(trial_ids)))  # type: ignore[attr-defined]
+            s.execute(delete(AttemptRecord).where(AttemptRecord.trial_id.in_(trial_ids)))  # type: ignore[attr-defined]
             s.execute(delete(Trial).where(Trial.experiment_id == experiment_id))
             code_hash = exp.code_hash
             s.delete(exp)
@@ -293,6 +295,80 @@ class Store:
                 Trial.experiment_id.in_(ids),  # type: ignore[attr-defined]
                 Trial.stop_requested.is_not(None),  # type: ignore[union-attr]
                 Trial.state.in_(TrialState.IN_FLIGHT),  # type: ignore[attr-defined]
+            )
+            return list(s.exec(q))
+
+    def new_attempt(
+        self, trial: Trial, *, from_states: Sequence[str], max_attempts: int, why: str, record: str
+    ) -> Trial | None:
+        """Replace the current attempt by the next one (QUEUED), or FAIL the trial when the
+        attempts are used up; the old attempt is kept in attempt_record. None if it changed meanwhile."""
+        assert trial.id is not None
+        retry = trial.attempt < max_attempts
+        values: dict[str, Any] = (
+            {
+                "attempt": trial.attempt + 1,
+                "state": TrialState.QUEUED,
+                "worker": None,
+                "objective": None,
+                "exit_code": None,
+                "result_path": None,
+                "metrics_summary": None,
+                "started_at": None,
+                "ended_at": None,
+                "retry_requested": False,
+                "stop_requested": None,
+                "reason": why,
+            }
+            if retry
+            else {"state": TrialState.FAILED, "ended_at": utcnow(), "reason": f"{why}; no attempts left"}
+        )
+        with self.session() as s:
+            res = s.execute(
+                update(Trial)
+                .where(Trial.id == trial.id, Trial.attempt == trial.attempt)
+                .where(Trial.state.in_(list(from_states)))  # type: ignore[attr-defined]
+                .values(**values)
+            )
+            if res.rowcount != 1:
+                s.rollback()
+                return None
+            s.add(AttemptRecord(trial_id=trial.id, attempt=trial.attempt, state=record, worker=trial.worker,
+                                objective=trial.objective, reason=why))  # fmt: skip
+            s.commit()
+            return s.get(Trial, trial.id)
+
+    def record_late(
+        self, trial_id: int, attempt: int, worker: str | None, objective: float | None, why: str
+    ) -> None:
+        with self.session() as s:
+            s.add(AttemptRecord(trial_id=trial_id, attempt=attempt, state="LATE_RESULT", worker=worker,
+                                objective=objective, reason=why))  # fmt: skip
+            s.commit()
+
+    def attempt_records(self, trial_id: int) -> list[AttemptRecord]:
+        with self.session() as s:
+            q = select(AttemptRecord).where(AttemptRecord.trial_id == trial_id).order_by(AttemptRecord.id)
+            return list(s.exec(q))
+
+    def request_retry(self, trial_ids: Sequence[int]) -> None:
+        with self.session() as s:
+            s.execute(update(Trial).where(Trial.id.in_(list(trial_ids))).values(retry_requested=True))  # type: ignore[union-attr]
+            s.commit()
+
+    def clear_retry_request(self, trial_id: int) -> None:
+        with self.session() as s:
+            s.execute(update(Trial).where(Trial.id == trial_id).values(retry_requested=False))
+            s.commit()
+
+    def retry_requests(self, experiment_ids: Iterable[int]) -> list[Trial]:
+        ids = list(experiment_ids)
+        if not ids:
+            return []
+        with self.session() as s:
+            q = select(Trial).where(
+                Trial.experiment_id.in_(ids),  # type: ignore[attr-defined]
+                Trial.retry_requested.is_(True),  # type: ignore[attr-defined]
             )
             return list(s.exec(q))
 
