@@ -458,6 +458,22 @@ def restart(
 
 
 @_handled
+def retry(
+    name: str = typer.Argument(..., help="experiment name"),
+    trial: list[int] = typer.Option(None, "--trial", help="a FAILED trial's number (repeatable)"),
+    failed: bool = typer.Option(False, "--failed", help="every FAILED trial (the default without --trial)"),
+    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+) -> None:
+    """Run FAILED trials again as new attempts; an ended experiment resumes for them."""
+    if trial and failed:
+        raise typer.BadParameter("give --trial N or --failed, not both")
+    with _client(url) as client:
+        requeued = client.retry(name, list(trial or []))
+    numbers = ", ".join(str(t["number"]) for t in requeued)
+    _say(f"{name}: retrying trial{'s' if len(requeued) != 1 else ''} {numbers}")
+
+
+@_handled
 def delete(
     name: str = typer.Argument(..., help="experiment name"),
     url: str | None = typer.Option(None, "--url", help=URL_HELP),
@@ -480,4 +496,5 @@ def register(cli: typer.Typer) -> None:
     cli.command("best")(best)
     cli.command("stop")(stop)
     cli.command("restart")(restart)
+    cli.command("retry")(retry)
     cli.command("delete")(delete)

@@ -384,6 +384,11 @@ class HpoClient:
     def restart(self, name: str) -> dict[str, Any]:
         return self._json("POST", f"{self._path(name)}/restart")
 
+    def retry(self, name: str, trials: list[int] | None = None) -> list[dict[str, Any]]:
+        """Run FAILED trials again (the numbered ones, else all of them)."""
+        params = [("trial", str(int(n))) for n in trials or []]
+        return self._json("POST", f"{self._path(name)}/retry", params=params)
+
     def delete(self, name: str) -> None:
         self._request("DELETE", self._path(name))
 

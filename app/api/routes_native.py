@@ -93,6 +93,18 @@ def restart_experiment(name: str, request: Request, user: Principal = Depends(cu
     return _out(ctx, svc.restart(ctx.store, user, name))
 
 
+@router.post("/experiments/{name}/retry", response_model=list[TrialOut])
+def retry_trials(
+    name: str,
+    request: Request,
+    trial: list[int] | None = Query(None, description="trial numbers; all FAILED ones when absent"),
+    user: Principal = Depends(current_user),
+) -> list[TrialOut]:
+    """Run FAILED trials again as new attempts (they do not count as new trials)."""
+    ctx = ctx_of(request)
+    return [TrialOut.of(t) for t in svc.retry(ctx.store, user, name, numbers=trial)]
+
+
 @router.get("/experiments/{name}/best", response_model=BestOut)
 def best(name: str, request: Request, user: Principal = Depends(current_user)) -> BestOut:
     ctx = ctx_of(request)

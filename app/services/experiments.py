@@ -218,3 +218,29 @@ def submit_payload(
     """An API submission: a decoded spec (either form) and its code; SpecError names bad fields."""
     spec = apply_gpu_policy(parse_spec(payload), cpu_only=cpu_only, has_gpus=has_gpus)
     return submit(store, spec, code, filename, owner=owner, limits=limits)
+
+
+def retry(store: Store, user: Principal, name: str, *, numbers: list[int] | None = None) -> list[Trial]:
+    """Run FAILED trials again (all of them, or the numbered ones); an ended experiment resumes."""
+    exp = get_for(store, user, name)
+    assert exp.id is not None
+    failed = store.trials(exp.id, states=[TrialState.FAILED])
+    if numbers:
+        by_number = {t.number: t for t in failed}
+        wrong = [n for n in numbers if n not in by_number]
+        if wrong:
+            raise BadRequest(f"not FAILED trials of {name}: {', '.join(map(str, wrong))}", field="trial")
+        failed = [by_number[n] for n in numbers]
+    if not failed:
+        raise BadRequest(f"{name} has no FAILED trial to retry")
+    store.request_retry([t.id for t in failed])  # type: ignore[misc]
+    store.set_experiment_state(
+        exp.id,
+        ExperimentState.DONE,
+        ExperimentState.SUBMITTED,
+        stop_requested=None,
+        finished_at=None,
+        started_at=None,
+        message=None,
+    )
+    return failed
