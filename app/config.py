@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -55,6 +56,7 @@ class Settings(BaseSettings):
     # Broker: a delivered task is redelivered only after this; it must exceed any trial's
     # run time (trials have their own timeout), so a healthy long trial never runs twice.
     visibility_timeout_s: int = 7 * 24 * 3600
+    broker_transport_options: dict[str, Any] = Field(default_factory=dict)  # extra kombu options (JSON)
 
     # Coordinator.
     event_block_ms: int = 200

@@ -26,8 +26,10 @@ def make_celery(
         task_default_queue="trials.cpu",
         broker_connection_retry_on_startup=True,
         broker_transport_options={
-            # Larger than any trial: a healthy long trial is never redelivered while running.
+            # Larger than any trial: a healthy long trial is not redelivered while it runs (and if
+            # it were, its claim key would stop the copy from running it twice).
             "visibility_timeout": visibility_timeout_s or settings.visibility_timeout_s,
+            **settings.broker_transport_options,
         },
         worker_send_task_events=True,  # Flower sees tasks
         task_send_sent_event=True,
