@@ -242,3 +242,33 @@ def test_retry_runs_failed_trials_again(store: Store, settings: Settings, tmp_pa
     assert flaky.state == TrialState.FINISHED and flaky.attempt == 2
     assert [r.state for r in store.attempt_records(flaky.id)] == ["RETRIED"]
     assert len(store.trials(exp.id)) == 2 and store.experiment(exp.id).state == ExperimentState.FINISHED
+
+
+@pytest.mark.usefixtures("cpu_worker")
+def test_two_coordinators_never_drive_the_same_experiment(
+    store: Store, tmp_path: Path, redis_url: str
+) -> None:
+    space = {**SLEEPY, "sleep": {"type": "categorical", "choices": [0.3]}}
+    exps = [submit_quad(store, quad_spec(max_trials=8, max_parallel=2, space=space)) for _ in range(3)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HPO_")}
+    env.update(HPO_BROKER_URL=redis_url, HPO_DATABASE_URL=str(store.engine.url), HPO_HOME=str(tmp_path),
+               HPO_POLL_INTERVAL_S="0.1", PYTHONPATH=str(ROOT))  # fmt: skip
+    logs = [(tmp_path / f"c{i}.log").open("w") for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-m", "app.cli", "coordinator"], env=env, stdout=f, stderr=f)
+             for f in logs]  # fmt: skip
+    try:
+        _until(
+            lambda: all(store.experiment(e.id).state == ExperimentState.FINISHED for e in exps), timeout_s=120
+        )
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=30)
+        for f in logs:
+            f.close()
+    driven = [(tmp_path / f"c{i}.log").read_text().count("driving ") for i in range(2)]
+    assert sum(driven) == 3  # each experiment adopted exactly once
+    for e in exps:
+        trials = store.trials(e.id)
+        assert len(trials) == 8 and all(t.state == TrialState.FINISHED and t.attempt == 1 for t in trials)
+        assert all(len(store.metric_points(t.id)) == 3 for t in trials)
