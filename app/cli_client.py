@@ -484,6 +484,61 @@ def delete(
     _say(f"deleted {name}")
 
 
+plugin_cli = typer.Typer(no_args_is_help=True, help="Search-algorithm plugins (WMLA style) on the server.")
+
+
+@plugin_cli.command("install")
+@_handled
+def plugin_install(
+    folder: Path = typer.Argument(..., help="the plugin folder, with optimizer.py at its top"),
+    name: str = typer.Option(..., "--name", help="the algorithm name experiments will use"),
+    log_level: str = typer.Option("INFO", "--log-level"),
+    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+) -> None:
+    """Install a plugin (admins only: its code runs on the server, sandboxed)."""
+    with _client(url) as client:
+        client.install_plugin(name, folder, log_level)
+    _say(f"installed plugin {name}")
+
+
+@plugin_cli.command("list")
+@_handled
+def plugin_list(
+    kind: str = typer.Option(None, "--type", help="BUILD_IN or USER_PLUGIN"),
+    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+) -> None:
+    """Algorithms: built-in ones and installed plugins."""
+    with _client(url) as client:
+        for algo in client.plugins(kind):
+            extra = (
+                f"  by {algo.get('creator')}, {algo.get('createtime')}"
+                if algo["type"] == "USER_PLUGIN"
+                else ""
+            )
+            typer.echo(f"{algo['name']:<24} {algo['type']}{extra}")
+
+
+@plugin_cli.command("show")
+@_handled
+def plugin_show(
+    name: str = typer.Argument(...), url: str | None = typer.Option(None, "--url", help=URL_HELP)
+) -> None:
+    """One algorithm, as JSON."""
+    with _client(url) as client:
+        typer.echo(json.dumps(client.plugin(name), indent=2))
+
+
+@plugin_cli.command("delete")
+@_handled
+def plugin_delete(
+    name: str = typer.Argument(...), url: str | None = typer.Option(None, "--url", help=URL_HELP)
+) -> None:
+    """Remove an installed plugin (admins only)."""
+    with _client(url) as client:
+        client.delete_plugin(name)
+    _say(f"deleted plugin {name}")
+
+
 def register(cli: typer.Typer) -> None:
     """Add the client commands to the `hpo` Typer app."""
     cli.command("login")(login)
@@ -497,4 +552,5 @@ def register(cli: typer.Typer) -> None:
     cli.command("stop")(stop)
     cli.command("restart")(restart)
     cli.command("retry")(retry)
+    cli.add_typer(plugin_cli, name="plugin")
     cli.command("delete")(delete)

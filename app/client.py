@@ -392,6 +392,26 @@ class HpoClient:
     def delete(self, name: str) -> None:
         self._request("DELETE", self._path(name))
 
+    # --- plugins (WMLA routes) ---------------------------------------------------------------
+    PLUGINS = "/platform/rest/deeplearning/v1/hypersearch/algorithm"
+
+    def plugins(self, kind: str | None = None) -> list[dict[str, Any]]:
+        return self._json("GET", self.PLUGINS, params={"type": kind} if kind else None)
+
+    def plugin(self, name: str) -> dict[str, Any]:
+        return self._json("GET", f"{self.PLUGINS}/{quote(name, safe='')}")
+
+    def install_plugin(self, name: str, folder: str | Path, log_level: str = "INFO") -> dict[str, Any]:
+        """Upload a plugin folder (optimizer.py at its top) as IBM's helper does: files at the root."""
+        from app.plugins.registry import pack_flat
+
+        data = {"name": name, "logLevel": log_level, "remoteExec": False}
+        files = {"file": (f"{name}.tar", pack_flat(Path(folder)))}
+        return self._json("POST", f"{self.PLUGINS}/install", data={"data": json.dumps(data)}, files=files)
+
+    def delete_plugin(self, name: str) -> None:
+        self._request("DELETE", f"{self.PLUGINS}/{quote(name, safe='')}")
+
     def stop_trial(self, name: str, number: int, force: bool = False) -> dict[str, Any]:
         return self._json(
             "POST", f"{self._path(name)}/trials/{int(number)}/stop", params={"force": str(force).lower()}

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     event_block_ms: int = 200
     poll_interval_s: float = 0.5
     ask_processes: int = 1
+    plugin_timeout_s: float = 60.0  # a plugin's search() must answer within this
+    plugin_memory_mb: int = 2048  # address-space limit of a plugin's process
     lease_s: float = 30.0  # a coordinator's hold on an experiment (renewed every third of it)
     lease_check_s: float = 5.0  # how often trials' leases are checked
 

@@ -112,6 +112,19 @@ class NumericParam(BaseModel):
         return (x - self.low) / (self.high - self.low)
 
     # --- checks ----------------------------------------------------------------------
+    def in_range(self, value: float) -> bool:
+        """Within [low, high] (of the exponent, for power), whatever the grid."""
+        if self.power is not None:
+            if value <= 0:
+                return False
+            value = math.log(value) / math.log(self.power)
+        tol = 1e-9 * max(1.0, abs(self.low), abs(self.high))
+        return self.low - tol <= value <= self.high + tol
+
+    def snap(self, value: float) -> Value:
+        """The legal value nearest to an in-range `value` (int rounding, step grid, power)."""
+        return self.from_unit(min(max(self.to_unit(value), 0.0), 1.0))
+
     def contains(self, value: Any) -> bool:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return False

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
 from app import __version__
-from app.api import errors, routes_auth, routes_native, routes_wmla
+from app.api import errors, routes_auth, routes_native, routes_plugins, routes_wmla
 from app.api.context import AppContext
 from app.config import Settings
 from app.services.auth import Auth
@@ -44,6 +44,7 @@ def create_app(
     app.add_middleware(GZipMiddleware, minimum_size=4096, compresslevel=1)  # big WMLA task views: MBs
     errors.install(app)
     app.include_router(routes_auth.router)
+    app.include_router(routes_plugins.router)  # before /hypersearch/{hpoName}, which "algorithm" would match
     app.include_router(routes_wmla.router)
     app.include_router(routes_native.router)
 

@@ -20,6 +20,7 @@ from app.config import Settings
 from app.services.auth import Principal
 from app.services.errors import BadRequest, TooLarge
 from app.services.experiments import submit_payload
+from app.spec.algorithms import installed_plugins
 from app.store.models import Experiment
 
 FORM_LIMITS = {"max_files": 4, "max_fields": 16, "max_part_size": 4 * 1024 * 1024}
@@ -144,6 +145,11 @@ async def native_upload(request: Request, settings: Settings) -> Upload:
 
 def submit_upload(ctx: AppContext, user: Principal, upload: Upload) -> Experiment:
     """Store a parsed upload as the caller's experiment (SpecError/Conflict on bad input)."""
+    with installed_plugins(ctx.store.plugin_names()):
+        return _submit(ctx, user, upload)
+
+
+def _submit(ctx: AppContext, user: Principal, upload: Upload) -> Experiment:
     return submit_payload(
         ctx.store,
         upload.spec,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 
 from app.optimizers import Optimizer
 from app.space import Config
@@ -28,6 +28,7 @@ class Asker:
     def __init__(self, processes: int = 1) -> None:
         self.processes = max(processes, 1)
         self._pool: ProcessPoolExecutor | None = None
+        self._threads: ThreadPoolExecutor | None = None
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -41,6 +42,10 @@ class Asker:
     def submit(self, optimizer: Optimizer, n: int, running: Sequence[Config]) -> Future[list[Config]]:
         if optimizer.blocking:
             return self._executor().submit(_ask, optimizer, n, list(running))
+        if getattr(optimizer, "in_thread", False):  # waits on a process of its own (plugins)
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ask")
+            return self._threads.submit(optimizer.ask, n, list(running))
         future: Future[list[Config]] = Future()
         try:
             future.set_result(optimizer.ask(n, list(running)))
@@ -49,6 +54,9 @@ class Asker:
         return future
 
     def close(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            self._threads = None
         if self._pool is not None:
             processes = list((getattr(self._pool, "_processes", None) or {}).values())
             self._pool.shutdown(wait=False, cancel_futures=True)

@@ -28,13 +28,14 @@ from app.coordinator.leases import LeaseKeeper
 from app.coordinator.runtime import ExperimentRuntime
 from app.coordinator.streams import Delivery, EventStreams
 from app.messages import TrialEvent
-from app.optimizers import create_optimizer
+from app.optimizers import OptimizerContext, create_optimizer
 from app.schedulers import Decision, create_scheduler
 from app.space import Config
 from app.spec.model import ExperimentSpec
 from app.store.artifacts import ArtifactStore
 from app.store.models import Experiment, ExperimentState, Trial, TrialState, utcnow
 from app.store.repository import Store, TrialOutcome
+from workers.environment import secrets_of
 
 log = logging.getLogger("hpo.coordinator")
 
@@ -111,6 +112,7 @@ class Coordinator:
     def close(self) -> None:
         self.asker.close()
         for rt in list(self.runtimes.values()):
+            rt.optimizer.close()
             self.store.release_experiment(rt.id, self.owner)
         self.runtimes.clear()
 
@@ -160,7 +162,7 @@ class Coordinator:
             )
             exp.state, exp.started_at = ExperimentState.RUNNING, started
         try:
-            optimizer = create_optimizer(spec, exp.seed)
+            optimizer = create_optimizer(spec, exp.seed, self._optimizer_context(exp))
         except Exception as exc:
             log.exception("cannot create optimizer for %s", exp.name)
             self.store.finish_experiment(exp.id, ExperimentState.FAILED, f"optimizer error: {exc}")
@@ -185,6 +187,25 @@ class Coordinator:
         if queued:  # maybe never published before a crash; a duplicate is skipped by its claim key
             self._publish(rt, queued)
         log.info("driving %s (%s, %d trials so far)", exp.name, spec.algorithm.display_name, rt.created)
+
+    def _optimizer_context(self, exp: Experiment) -> OptimizerContext:
+        """User algorithms: installed plugins' code, their saved state, limits, secrets to hide."""
+        assert exp.id is not None
+        exp_id = exp.id
+
+        def archive(name: str) -> bytes | None:
+            plugin = self.store.plugin(name)
+            return None if plugin is None else plugin.archive
+
+        return OptimizerContext(
+            plugin_archive=archive,
+            saved_state=exp.optimizer_state,
+            persist=lambda blob: self.store.update_experiment(exp_id, optimizer_state=blob),
+            timeout_s=self.settings.plugin_timeout_s,
+            memory_mb=self.settings.plugin_memory_mb,
+            log_path=self.settings.home.resolve() / "logs" / f"plugin-{exp.name}.log",
+            secrets=secrets_of([self.settings.broker_url, self.settings.database_url]),
+        )
 
     def _replay_points(self, rt: ExperimentRuntime, trials: list[Trial]) -> None:
         """Rebuild the scheduler from stored points (by trial number, then seq)."""
@@ -278,6 +299,7 @@ class Coordinator:
         for rt in list(self.runtimes.values()):
             if not self.store.claim_experiment(rt.id, self.owner, self.settings.lease_s):
                 log.warning("lost the lease on %s to another coordinator", rt.name)
+                rt.optimizer.close()
                 del self.runtimes[rt.id]
 
     # --- events ----------------------------------------------------------------------
@@ -445,6 +467,7 @@ class Coordinator:
         self.streams.detach(rt.name)
         self.publisher.drop_checkpoints(rt.name)
         code_hash = rt.experiment.code_hash
+        rt.optimizer.close()
         del self.runtimes[rt.id]
         others = [
             e

@@ -124,7 +124,7 @@ class ExperimentRuntime:
             if objective is None or state != TrialState.FINISHED
             else self.spec.objective.sign * objective
         )
-        return Observation(config=dict(config), loss=loss)
+        return Observation(config=dict(config), loss=loss, trial=trial.number, state=state, value=objective)
 
     def running_configs(self) -> list[Config]:
         return [dict(t.params) for t in self.in_flight.values()]

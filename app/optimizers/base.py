@@ -29,6 +29,9 @@ from app.space import Config, SearchSpace, config_key
 class Observation:
     config: Config
     loss: float | None  # objective to minimise; None when the trial failed
+    trial: int | None = None  # the trial's number (plugins report it back as `id`)
+    state: str | None = None  # FINISHED | FAILED | EARLY_STOPPED | CANCELLED
+    value: float | None = None  # the objective as reported (not sign-flipped)
 
 
 class Optimizer(ABC):
@@ -63,6 +66,9 @@ class Optimizer(ABC):
 
     def tell(self, observations: Sequence[Observation]) -> None:
         self.history.extend(observations)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """The experiment ended or is no longer driven here: release processes or files."""
 
     def mark_proposed(self, configs: Sequence[Config]) -> None:
         for c in configs:

@@ -1,13 +1,16 @@
 """Algorithm names and settings checks shared by both spec forms.
 
-Built-in names are matched case-insensitively (`ExperimentGridSearch` -> `grid`). Plugins are
-added later by putting their names into `EXTRA_ALGORITHMS` (the plugin registry does that); their
-`algoParams` are passed through unchecked.
+Built-in names are matched case-insensitively (`ExperimentGridSearch` -> `grid`). Installed
+plugins are known inside `installed_plugins(names)` (the API wraps parsing in it); `optuna:<Sampler>`
+names an Optuna sampler. Their `algoParams` are passed through unchecked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from app.optimizers.settings import SETTINGS_CLASSES, parse_settings, setting_field
 from app.spec.errors import Problem
@@ -23,24 +26,38 @@ ALGORITHM_ALIASES: dict[str, str] = {
     "hyperband": "hyperband",
 }
 
-# Installed plugin algorithms (names as registered). A later plugin registry extends this set.
-EXTRA_ALGORITHMS: set[str] = set()
+# Installed plugins, as the caller knows them (the API sets this from the database around parsing).
+INSTALLED: ContextVar[frozenset[str]] = ContextVar("installed_plugins", default=frozenset())
+OPTUNA_RE = re.compile(r"^optuna:[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@contextmanager
+def installed_plugins(names: Iterable[str]) -> Iterator[None]:
+    token = INSTALLED.set(frozenset(names))
+    try:
+        yield
+    finally:
+        INSTALLED.reset(token)
 
 
 def canonical_algorithm(name: str) -> str | None:
-    """The canonical name of a built-in or installed algorithm, None when unknown."""
+    """The canonical name of a built-in or installed algorithm, None when unknown.
+    `optuna:<Sampler>` names an Optuna sampler (checked when the experiment starts)."""
     key = name.strip().lower()
     if key in ALGORITHM_ALIASES:
         return ALGORITHM_ALIASES[key]
-    for extra in EXTRA_ALGORITHMS:
+    if OPTUNA_RE.match(name.strip()):
+        return name.strip()
+    for extra in INSTALLED.get():
         if extra.lower() == key:
             return extra
     return None
 
 
 def unknown_algorithm(name: str) -> str:
-    builtin = "Random, TPE, Bayesian, Hyperband, ExperimentGridSearch"
-    extra = f"; installed: {', '.join(sorted(EXTRA_ALGORITHMS))}" if EXTRA_ALGORITHMS else ""
+    builtin = "Random, TPE, Bayesian, Hyperband, ExperimentGridSearch, optuna:<Sampler>"
+    installed = INSTALLED.get()
+    extra = f"; installed plugins: {', '.join(sorted(installed))}" if installed else ""
     return f"unknown algorithm {name!r}; built-in: {builtin}{extra}"
 
 

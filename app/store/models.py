@@ -70,6 +70,7 @@ class Experiment(SQLModel, table=True):
     stop_requested: str | None = Field(default=None, max_length=16)  # "stop" | "force"
     lease_owner: str | None = Field(default=None, max_length=256)
     lease_expires: datetime | None = None
+    optimizer_state: bytes | None = Field(default=None, sa_column=Column(LargeBinary))  # plugins' get_state
 
 
 class Trial(SQLModel, table=True):
@@ -169,3 +170,15 @@ class ApiToken(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
     revoked_at: datetime | None = None
+
+
+class Plugin(SQLModel, table=True):
+    """A user's search algorithm (WMLA plugin): its files, as an archive, and how it was installed."""
+
+    __tablename__ = "plugin"
+
+    name: str = Field(primary_key=True, max_length=128)
+    archive: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    meta: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))  # path, condaHome, logLevel, ...
+    creator: str | None = Field(default=None, max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)

@@ -18,6 +18,7 @@ from app.store.models import (
     Experiment,
     ExperimentState,
     MetricPoint,
+    Plugin,
     Trial,
     TrialState,
     utcnow,
@@ -64,6 +65,33 @@ class Store:
     def get_code(self, sha256: str) -> CodeArchive | None:
         with self.session() as s:
             return s.get(CodeArchive, sha256)
+
+    # --- plugins -----------------------------------------------------------------------
+    def add_plugin(self, plugin: Plugin) -> Plugin:
+        with self.session() as s:
+            s.add(plugin)
+            s.commit()
+            s.refresh(plugin)
+            return plugin
+
+    def plugin(self, name: str) -> Plugin | None:
+        """By name, ignoring case (algorithm names are matched that way)."""
+        with self.session() as s:
+            return s.exec(select(Plugin).where(func.lower(Plugin.name) == name.lower())).first()
+
+    def plugins(self) -> list[Plugin]:
+        with self.session() as s:
+            return list(s.exec(select(Plugin).order_by(Plugin.name)))
+
+    def plugin_names(self) -> list[str]:
+        with self.session() as s:
+            return list(s.exec(select(Plugin.name)))
+
+    def delete_plugin(self, name: str) -> bool:
+        with self.session() as s:
+            res = s.execute(delete(Plugin).where(func.lower(Plugin.name) == name.lower()))
+            s.commit()
+            return res.rowcount == 1
 
     # --- experiments -----------------------------------------------------------------
     def add_experiment(self, experiment: Experiment) -> Experiment:

@@ -436,14 +436,15 @@ def test_additional_metrics() -> None:
     assert any("time" in w for w in spec.warnings)
 
 
-def test_plugin_algorithm_hook(monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.spec import algorithms
+def test_plugin_algorithm_hook() -> None:
+    from app.spec.algorithms import installed_plugins
 
     data = minimal(algorithm="myPlugin", algoParams=[{"name": "random_seed", "value": 3}])
     with pytest.raises(SpecError):
         parse_spec(data)
-    monkeypatch.setattr(algorithms, "EXTRA_ALGORITHMS", {"MyPlugin"})
-    spec = parse_spec(data)
+    with installed_plugins({"MyPlugin"}):
+        spec = parse_spec(data)
+    assert parse_spec(minimal(algorithm="optuna:CmaEsSampler")).algorithm.name == "optuna:CmaEsSampler"
     assert spec.algorithm.name == "MyPlugin"
     assert spec.algorithm.params == {"random_seed": "3"}
     assert spec.warnings == ()

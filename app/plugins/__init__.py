@@ -1,0 +1,1 @@
+"""User search algorithms: WMLA plugins (run in a sandboxed process) and Optuna samplers."""
