@@ -21,9 +21,10 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from redis.exceptions import RedisError
 
@@ -46,6 +47,7 @@ from workers.process import GroupRegistry, spawn, stop_process
 from workers.results import tail, zip_results
 
 log = logging.getLogger("hpo.worker")
+T = TypeVar("T")
 CLAIM_TTL_S = 30 * 86400
 
 
@@ -85,13 +87,16 @@ class TrialRunner:
     # --- the whole attempt -----------------------------------------------------------
     def run(self, task: TrialTask) -> TrialEvent | None:
         """Run the attempt and publish its events; None when it was not ours to run."""
-        if not self.redis.set(claim_key(task.exec_id, task.attempt), self.worker, nx=True, ex=CLAIM_TTL_S):
+        if not self._retrying(lambda: self._claim(task), "claim"):
             return None  # a redelivery of an attempt someone already took
-        if self.redis.get(stop_key(task.exec_id)) is not None:
+        if self._retrying(lambda: self.redis.get(stop_key(task.exec_id)), "stop check") is not None:
             return None  # cancelled before it started; the coordinator already recorded that
-        if self._superseded(task) is not None:
+        if self._retrying(lambda: self._superseded(task), "attempt check") is not None:
             return None  # a later attempt replaced this one while it waited in the queue
-        self.redis.set(lease_key(task.exec_id, task.attempt), self.worker, ex=self._lease_ttl)
+        self._retrying(
+            lambda: self.redis.set(lease_key(task.exec_id, task.attempt), self.worker, ex=self._lease_ttl),
+            "lease",
+        )
         started = time.time()
         self._publish(self._event(task, "started", started_at=started))
         result_dir = self.results_fs / (task.owner or "hpo") / "batchworkdir" / task.exec_id
@@ -141,7 +146,8 @@ class TrialRunner:
         if result_dir.exists():  # an earlier attempt on this machine: start clean
             shutil.rmtree(result_dir)
         code_root = result_dir / "_submitted_code"
-        shutil.copytree(fetch_code(self.redis, task.code, self.cache_dir), code_root)
+        code = self._retrying(lambda: fetch_code(self.redis, task.code, self.cache_dir), "code fetch")
+        shutil.copytree(code, code_root)
         cwd = code_root
         if task.model_dir and (code_root / task.model_dir).is_dir():
             cwd = code_root / task.model_dir
@@ -159,7 +165,8 @@ class TrialRunner:
         log_dir.mkdir(parents=True, exist_ok=True)
         ckpt = checkpoint_dir(self.settings, task.experiment, task.checkpoint_key, result_dir)
         if task.checkpoint_key and not self.settings.shared_dir:
-            restore(self.redis, task.experiment, task.checkpoint_key, ckpt)
+            lineage = task.checkpoint_key
+            self._retrying(lambda: restore(self.redis, task.experiment, lineage, ckpt), "checkpoint fetch")
         data_fs = self.settings.effective_data_fs.resolve()
         user = task.owner or os.environ.get("USER", "hpo")
         wmla = {
@@ -227,8 +234,11 @@ class TrialRunner:
         if not task.checkpoint_key or self.settings.shared_dir:
             return []
         folder = checkpoint_dir(self.settings, task.experiment, task.checkpoint_key, result_dir)
-        note = ship(self.redis, task.experiment, task.checkpoint_key, folder,
-                    self.settings.checkpoint_max_bytes, self.settings.result_ttl_s)  # fmt: skip
+        note = self._retrying(
+            lambda: ship(self.redis, task.experiment, task.checkpoint_key, folder,  # type: ignore[arg-type]
+                         self.settings.checkpoint_max_bytes, self.settings.result_ttl_s),
+            "checkpoint upload",
+        )  # fmt: skip
         return [note] if note else []
 
     def _stream_points(self, task: TrialTask, tracker: metrics.PointTracker) -> None:
@@ -262,20 +272,30 @@ class TrialRunner:
             pipe.execute()
         return self._superseded(task)
 
-    def _publish(self, event: TrialEvent) -> None:
-        """Report, retrying through a broker outage: an accepted result must not be lost."""
+    def _claim(self, task: TrialTask) -> bool:
+        key = claim_key(task.exec_id, task.attempt)
+        if self.redis.set(key, self.worker, nx=True, ex=CLAIM_TTL_S):
+            return True
+        owner = self.redis.get(key)  # ours when a retried SET had succeeded before its reply was lost
+        return (owner.decode() if isinstance(owner, bytes) else owner) == self.worker
+
+    def _retrying(self, call: Callable[[], T], what: str) -> T:
+        """A broker call retried through an outage (up to HPO_PUBLISH_RETRY_S): work that was done,
+        or a result that exists, must not be lost to a broker restart."""
         deadline = time.monotonic() + self.settings.publish_retry_s
         delay = 0.2
         while True:
             try:
-                publish_event(self.redis, event)
-                return
-            except RedisError:
+                return call()
+            except RedisError as exc:
                 if time.monotonic() > deadline:
                     raise
-                log.warning("broker unreachable; retrying the %s event of %s", event.kind, event.exec_id)
+                log.warning("broker unreachable (%s); retrying the %s", exc, what)
                 time.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    def _publish(self, event: TrialEvent) -> None:
+        self._retrying(lambda: publish_event(self.redis, event), f"{event.kind} event of {event.exec_id}")
 
     def _share_logs(self, task: TrialTask, log_dir: Path) -> None:
         """Every few seconds, the tails of stdout/stderr go to Redis for `hpo logs --follow`."""
@@ -343,7 +363,7 @@ class TrialRunner:
             return None
         data, _ = zip_results(result_dir, self.settings.result_max_bytes)
         key = result_key(task.exec_id, task.attempt)
-        self.redis.set(key, data, ex=self.settings.result_ttl_s)
+        self._retrying(lambda: self.redis.set(key, data, ex=self.settings.result_ttl_s), "result upload")
         return key
 
 

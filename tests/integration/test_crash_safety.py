@@ -272,3 +272,32 @@ def test_two_coordinators_never_drive_the_same_experiment(
         trials = store.trials(e.id)
         assert len(trials) == 8 and all(t.state == TrialState.FINISHED and t.attempt == 1 for t in trials)
         assert all(len(store.metric_points(t.id)) == 3 for t in trials)
+
+
+def test_a_trial_ending_during_a_broker_outage_keeps_its_result(
+    store: Store, settings: Settings, workers: Callable[..., LocalWorker], tmp_path: Path
+) -> None:
+    """Found by scripts/chaos.py: the result upload did not ride out an outage, so a finished trial
+    was thrown away and ran again. Now every broker call of the worker retries through it."""
+    broker = EmbeddedRedis(tmp_path / "redis").start()
+    port = broker.port
+    runs = tmp_path / "runs.log"
+    try:
+        workers("oa", "trials.cpu", url=broker.url)
+        quick = {"broker_url": broker.url, "lease_check_s": 0.5, "lease_timeout_s": 2.0, "heartbeat_s": 0.5}
+        spec = quad_spec(algorithm="grid", experiments=[{"mode": "sleep", "sleep": 3.0}], max_trials=None,
+                         env={"RUN_LOG": str(runs)})  # fmt: skip
+        exp = submit_quad(store, spec)
+        thread = _background(store, settings.model_copy(update=quick), [exp.id])
+        _until(lambda: store.trials(exp.id) and store.trials(exp.id)[0].state == TrialState.RUNNING)
+        time.sleep(1.5)
+        broker.stop()  # down while the trial finishes and reports
+        time.sleep(3.0)
+        broker = EmbeddedRedis(tmp_path / "redis", port=port).start()
+        thread.join(timeout=90)
+    finally:
+        broker.stop()
+    (trial,) = store.trials(exp.id)
+    assert trial.state == TrialState.FINISHED and trial.attempt == 1
+    assert store.attempt_records(trial.id) == []
+    assert len(runs.read_text().splitlines()) == 1
