@@ -21,6 +21,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,10 @@ class TrialRunner:
     # --- the whole attempt -----------------------------------------------------------
     def run(self, task: TrialTask) -> TrialEvent | None:
         """Run the attempt and publish its events; None when it was not ours to run."""
-        if not self._retrying(lambda: self._claim(task), "claim"):
+        token = self._token = (
+            f"{self.worker}:{uuid.uuid4().hex}"  # this delivery; a redelivered copy has another
+        )
+        if not self._retrying(lambda: self._claim(task, token), "claim"):
             return None  # a redelivery of an attempt someone already took
         if self._retrying(lambda: self.redis.get(stop_key(task.exec_id)), "stop check") is not None:
             return None  # cancelled before it started; the coordinator already recorded that
@@ -268,16 +272,16 @@ class TrialRunner:
         self._last_beat = now
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(lease_key(task.exec_id, task.attempt), self.worker, ex=self._lease_ttl)
-            pipe.set(claim_key(task.exec_id, task.attempt), self.worker, ex=CLAIM_TTL_S)
+            pipe.set(claim_key(task.exec_id, task.attempt), self._token, ex=CLAIM_TTL_S)
             pipe.execute()
         return self._superseded(task)
 
-    def _claim(self, task: TrialTask) -> bool:
+    def _claim(self, task: TrialTask, token: str) -> bool:
         key = claim_key(task.exec_id, task.attempt)
-        if self.redis.set(key, self.worker, nx=True, ex=CLAIM_TTL_S):
+        if self.redis.set(key, token, nx=True, ex=CLAIM_TTL_S):
             return True
         owner = self.redis.get(key)  # ours when a retried SET had succeeded before its reply was lost
-        return (owner.decode() if isinstance(owner, bytes) else owner) == self.worker
+        return (owner.decode() if isinstance(owner, bytes) else owner) == token
 
     def _retrying(self, call: Callable[[], T], what: str) -> T:
         """A broker call retried through an outage (up to HPO_PUBLISH_RETRY_S): work that was done,
