@@ -1,4 +1,4 @@
-"""The `hpo` command (Typer): run, coordinator, worker, flower, db."""
+"""The `hpo` command (Typer): run, serve, api, coordinator, worker, workers, flower, db, users."""
 
 from __future__ import annotations
 
@@ -196,38 +196,70 @@ def coordinator(log_level: str = typer.Option("INFO", "--log-level")) -> None:
 
 @cli.command()
 def worker(
-    slots: int = typer.Option(1, "--slots", help="trials run at once on this machine"),
-    gpus: str = typer.Option("", "--gpus", help="GPU ids to pin trials to, e.g. 0,1"),
-    gpu_type: str = typer.Option("", "--gpu-type", help="GPU type name for queue routing, e.g. a100"),
+    slots: int = typer.Option(0, "--slots", help="trials run at once (default: 1 per GPU, else 1)"),
+    gpus: str = typer.Option("", "--gpus", help="GPU ids to pin trials to, e.g. 0,1 (default: detected)"),
+    gpu_type: str = typer.Option("", "--gpu-type", help="GPU type for routing (default: from the model)"),
     queues: str = typer.Option("", "--queues", help="comma-separated queues (default: by GPUs)"),
     python: str = typer.Option("", "--python", help="interpreter that runs trials (default: this one)"),
     name: str = typer.Option("hpo@%h", "--name", help="Celery node name"),
     log_level: str = typer.Option("INFO", "--log-level"),
 ) -> None:
-    """A Celery worker that runs trials; it needs only HPO_BROKER_URL."""
-    from app.keys import normalize_gpu_type, trial_queue
+    """A Celery worker that runs trials; it needs only HPO_BROKER_URL.
 
-    gpu_ids = [g.strip() for g in gpus.split(",") if g.strip()]
-    if queues:
-        queue_list = [q.strip() for q in queues.split(",") if q.strip()]
-    elif gpu_ids:
-        kind = normalize_gpu_type(gpu_type) if gpu_type else "any"
-        queue_list = [
-            trial_queue(t, n) for t in dict.fromkeys([kind, "any"]) for n in range(1, len(gpu_ids) + 1)
-        ]
-    else:
-        queue_list = [trial_queue(None, 0)]
-    os.environ["HPO_WORKER_SLOTS"] = str(slots)
-    if gpu_ids:
-        os.environ["HPO_WORKER_GPUS"] = ",".join(gpu_ids)
+    Without --gpus it serves the GPUs nvidia-smi (else torch.cuda) finds, or trials.cpu when none.
+    """
+    from app.worker_setup import WorkerSetupError, plan_worker
+
+    _logging(log_level)
+    try:
+        plan = plan_worker(gpus=gpus, gpu_type=gpu_type, queues=queues, slots=slots)
+    except WorkerSetupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(plan.describe(), err=True)
+    os.environ.update(plan.environment())
     if python:
         os.environ["HPO_WORKER_PYTHON"] = python
     reset_settings()
     from workers.celery_app import app
 
-    argv = ["worker", "-Q", ",".join(queue_list), "-c", str(max(slots, 1)), "-P", "prefork", "-n", name,
+    argv = ["worker", "-Q", ",".join(plan.queues), "-c", str(plan.slots), "-P", "prefork", "-n", name,
             "-E", "-O", "fair", "--without-gossip", "--without-mingle", "-l", log_level]  # fmt: skip
     app.worker_main(argv)
+
+
+@cli.command()
+def workers(json_output: bool = typer.Option(False, "--json", help="one JSON list on stdout")) -> None:
+    """Connected workers (from the broker): GPU type, GPUs, slots in use, trials running."""
+    import json
+
+    import redis
+    from rich.console import Console
+    from rich.table import Table
+
+    from app.fleet import live_workers
+
+    settings = get_settings()
+    try:
+        found = live_workers(redis.Redis.from_url(settings.effective_broker_url, socket_connect_timeout=3))
+    except redis.RedisError as exc:
+        typer.echo(f"error: the broker at HPO_BROKER_URL does not answer: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if json_output:
+        typer.echo(json.dumps([w.model_dump() for w in found]))
+        return
+    if not found:
+        typer.echo("no worker is connected to this broker", err=True)
+        return
+    table = Table("worker", "host", "GPU type", "GPUs", "slots used", "queues", "running")
+    for w in found:
+        gpus = ",".join(w.gpus) or "-"
+        if w.quarantined_gpus:
+            gpus += f" (held: {','.join(w.quarantined_gpus)})"
+        running = ", ".join(f"{r.exec_id}" + (f"@{','.join(r.gpus)}" if r.gpus else "") for r in w.running)
+        table.add_row(w.name, w.host, w.gpu_type or "cpu", gpus, f"{w.slots_used}/{w.slots}",
+                      " ".join(w.queues), running or "-")  # fmt: skip
+    Console(width=200).print(table)
 
 
 @cli.command()

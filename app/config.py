@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     worker_python: str | None = None  # interpreter for trials; default: the worker's own
     worker_gpus: str | None = None  # "0,1": GPU ids this worker pins trials to
     worker_slots: int = 1  # trials this worker runs at once (set by `hpo worker --slots`)
+    worker_gpu_type: str | None = None  # the type its GPUs are listed under (set by `hpo worker`)
+    worker_gpu_names: str | None = None  # "NVIDIA H100 80GB HBM3,...", for `hpo workers`
+    worker_name: str | None = None  # its entry in the fleet registry; default: the Celery node name
+    gpu_release_timeout_s: float = 30.0  # wait this long for a finished trial's GPU memory to free
     log_tail_bytes: int = 8192
     live_log_bytes: int = 65536  # tail of a running trial's logs kept in Redis
     log_share_s: float = 2.0
@@ -52,6 +56,7 @@ class Settings(BaseSettings):
     publish_retry_s: float = 600.0  # how long a worker keeps trying to report through a broker outage
     stop_poll_s: float = 0.5
     kill_grace_s: float = 5.0
+    coverage_check_s: float = 5.0  # how often the coordinator looks for queues no worker serves
 
     # Broker: a delivered task is redelivered only after this; it must exceed any trial's
     # run time (trials have their own timeout), so a healthy long trial never runs twice.

@@ -25,6 +25,15 @@ def trial_queue(gpu_type: str | None, gpus: int) -> str:
     return f"trials.{kind or 'any'}.x{gpus}"
 
 
+def served_queues(gpu_type: str | None, gpu_count: int) -> list[str]:
+    """What a worker with `gpu_count` GPUs of `gpu_type` serves: its type's and the `any` queues
+    for every size up to its GPU count; `trials.cpu` without GPUs."""
+    if gpu_count <= 0:
+        return [trial_queue(None, 0)]
+    kinds = dict.fromkeys([normalize_gpu_type(gpu_type) if gpu_type else "any", "any"])
+    return [trial_queue(kind, n) for kind in kinds for n in range(1, gpu_count + 1)]
+
+
 def events_stream(experiment: str) -> str:
     """Durable per-experiment event stream; the coordinator driving it acks after SQL commit."""
     return f"hpo.events.{experiment}"
@@ -80,3 +89,20 @@ def current_attempt_key(exec_id: str) -> str:
 def claim_key(exec_id: str, attempt: int) -> str:
     """Taken by the worker that runs an attempt, so a redelivered task does not run it twice."""
     return f"{KEY_PREFIX}:claim:{exec_id}:{attempt}"
+
+
+def worker_key(name: str) -> str:
+    """A connected worker's self-description, refreshed while it lives (see app.fleet)."""
+    return f"{KEY_PREFIX}:worker:{name}"
+
+
+def queue_gpus(queue: str) -> int:
+    """The GPU count a trial queue asks for: `trials.a100.x2` -> 2, `trials.cpu` -> 0."""
+    _, _, size = queue.rpartition(".x")
+    return int(size) if size.isdigit() else 0
+
+
+def queue_gpu_type(queue: str) -> str | None:
+    """`trials.a100.x2` -> "a100", `trials.any.x1` -> "any", `trials.cpu` -> None."""
+    parts = queue.split(".")
+    return parts[1] if len(parts) == 3 and parts[0] == "trials" else None

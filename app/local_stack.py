@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from app.broker import EmbeddedRedis
 from app.config import Settings
 from app.coordinator.dispatch import Publisher
 from app.coordinator.loop import Coordinator
-from app.keys import trial_queue
+from app.keys import served_queues, trial_queue
 from app.local_workers import LocalWorker
 from app.store.artifacts import FileArtifactStore
 from app.store.db import ensure_schema, make_engine
@@ -30,8 +31,8 @@ def worker_queues(gpus: list[GPU], cpu_only: bool) -> list[str]:
     """What a local worker serves: CPU trials, plus GPU queues for this machine's GPUs."""
     queues = [trial_queue(None, 0)]
     if gpus and not cpu_only:
-        types = [*sorted({g.type for g in gpus}), "any"]
-        queues += [trial_queue(t, n) for t in types for n in range(1, len(gpus) + 1)]
+        kind = Counter(g.type for g in gpus).most_common(1)[0][0]
+        queues += served_queues(kind, len(gpus))
     return queues
 
 

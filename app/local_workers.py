@@ -27,6 +27,7 @@ class LocalWorker:
         worker_dir: Path,
         name: str,
         gpus: Sequence[str] = (),
+        gpu_type: str | None = None,
     ) -> None:
         self.slots = slots
         self.queues = list(queues)
@@ -35,6 +36,7 @@ class LocalWorker:
         self.worker_dir = worker_dir
         self.name = name
         self.gpus = list(gpus)
+        self.gpu_type = gpu_type
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> LocalWorker:
@@ -43,6 +45,8 @@ class LocalWorker:
                "--queues", ",".join(self.queues)]  # fmt: skip
         if self.gpus:
             cmd += ["--gpus", ",".join(self.gpus)]
+        if self.gpu_type:
+            cmd += ["--gpu-type", self.gpu_type]
         env = {**os.environ, **self.env, "HPO_WORKER_DIR": str(self.worker_dir)}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(

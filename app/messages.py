@@ -42,6 +42,7 @@ class TrialTask(BaseModel):
     timeout_s: float | None = None
     owner: str | None = None
     gpus: int = 0
+    launcher: Literal["python", "torchrun"] = "torchrun"  # how a multi-GPU trial starts
     checkpoint_key: str | None = None  # rungs of one configuration share its checkpoint
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,8 +44,19 @@ def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client.close()
 
 
-def start_worker(redis_url: str, folder: Path, name: str, queues: list[str], slots: int) -> LocalWorker:
+def start_worker(
+    redis_url: str,
+    folder: Path,
+    name: str,
+    queues: list[str],
+    slots: int,
+    *,
+    gpus: Sequence[str] = (),
+    gpu_type: str | None = None,
+) -> LocalWorker:
     worker = LocalWorker(
+        gpus=gpus,
+        gpu_type=gpu_type,
         slots=slots,
         queues=queues,
         env={

@@ -35,6 +35,10 @@ def make_celery(
         task_send_sent_event=True,
         worker_hijack_root_logger=False,
     )
+    if include_tasks:
+        from workers.admission import Admission
+
+        app.steps["consumer"].add(Admission)
     return app
 
 

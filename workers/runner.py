@@ -71,23 +71,33 @@ class TrialRunner:
         *,
         worker: str,
         slot: int = 0,
-        gpu_ids: list[str] | None = None,
         slots: int = 1,
     ) -> None:
         self.settings = settings
         self.redis = redis
         self.worker = worker
         self.slot = slot
-        self.gpu_ids = gpu_ids or []
         self.slots = max(slots, 1)
         root = settings.effective_worker_dir.resolve()
         self.cache_dir = root / "code"
         self.results_fs = root / "results"
         self.registry = GroupRegistry(root / "pgids")
+        self._devices: list[str] = []
+        self._on_spawn: Callable[[int], None] | None = None
 
     # --- the whole attempt -----------------------------------------------------------
-    def run(self, task: TrialTask) -> TrialEvent | None:
-        """Run the attempt and publish its events; None when it was not ours to run."""
+    def run(
+        self,
+        task: TrialTask,
+        devices: list[str] | None = None,
+        on_spawn: Callable[[int], None] | None = None,
+    ) -> TrialEvent | None:
+        """Run the attempt on `devices` (its GPUs) and publish its events; None when it was not ours.
+
+        `on_spawn` learns the trial's process group as soon as it exists.
+        """
+        self._devices = list(devices or [])
+        self._on_spawn = on_spawn
         token = self._token = (
             f"{self.worker}:{uuid.uuid4().hex}"  # this delivery; a redelivered copy has another
         )
@@ -191,7 +201,7 @@ class TrialRunner:
             os.environ,
             secrets=secrets_of([self.settings.broker_url, self.settings.database_url]),
             wmla=wmla,
-            cuda_visible_devices=_devices(self.gpu_ids, self.slot, task.gpus),
+            cuda_visible_devices=",".join(self._devices),
             extra=task.env,
             threads=cpu_count() // self.slots,
         )
@@ -202,13 +212,15 @@ class TrialRunner:
         python = self.settings.worker_python or sys.executable
         log_dir = result_dir / "log"
         proc = spawn(
-            [python, task.main, *task.args],
+            launch_command(python, task, len(self._devices)),
             cwd=cwd,
             env=env,
             stdout=log_dir / "stdout",
             stderr=log_dir / "stderr",
         )
         self.registry.add(proc.pid, task.exec_id)
+        if self._on_spawn is not None:
+            self._on_spawn(proc.pid)
         tracker = metrics.PointTracker(result_dir)
         try:
             with _kill_on_terminate(proc, self.settings.kill_grace_s):
@@ -371,10 +383,13 @@ class TrialRunner:
         return key
 
 
-def _devices(gpu_ids: list[str], slot: int, gpus: int) -> str:
-    from workers.gpus import slot_devices
-
-    return slot_devices(gpu_ids, slot, gpus)
+def launch_command(python: str, task: TrialTask, gpus: int) -> list[str]:
+    """`python main args`, or torchrun with one process per GPU for a multi-GPU trial."""
+    if task.launcher == "torchrun" and max(gpus, task.gpus) > 1:
+        nproc = max(gpus, task.gpus)
+        return [python, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                task.main, *task.args]  # fmt: skip
+    return [python, task.main, *task.args]
 
 
 def _stop_reason(task: TrialTask, why: str) -> str:

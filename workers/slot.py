@@ -1,13 +1,18 @@
-"""Per pool process state: its slot number, GPUs, Redis connection and runner."""
+"""Per pool process state: its slot number, Redis connection, runner and the machine's GPU grants."""
 
 from __future__ import annotations
 
 import os
+import time
 from functools import lru_cache
 
 import redis
 
 from app.config import get_settings
+from workers.admission import allocator_for
+from workers.gpu_allocator import GpuAllocator
+from workers.gpus import gpus_in_use
+from workers.process import group_alive
 from workers.runner import TrialRunner
 
 
@@ -23,18 +28,50 @@ def _slot_index() -> int:
 
 def init_slot() -> None:
     current_runner.cache_clear()
+    current_allocator.cache_clear()
 
 
 @lru_cache(maxsize=1)
 def current_runner(hostname: str | None = None) -> TrialRunner:
     settings = get_settings()
-    gpu_ids = [g for g in (settings.worker_gpus or "").split(",") if g.strip()]
     slot = _slot_index()
     return TrialRunner(
         settings,
         redis.Redis.from_url(settings.effective_broker_url),
         worker=f"{hostname or os.uname().nodename}/{slot}",
         slot=slot,
-        gpu_ids=gpu_ids,
         slots=settings.worker_slots,
     )
+
+
+@lru_cache(maxsize=1)
+def current_allocator() -> GpuAllocator | None:
+    return allocator_for(get_settings())
+
+
+def wait_for_gpus(
+    allocator: GpuAllocator, task_id: str, count: int, poll_s: float = 0.2
+) -> tuple[list[str], bool]:
+    """Take this task's GPUs: granted on receipt already, else as soon as free (see GpuAllocator.take)."""
+    while True:
+        taken = allocator.take(task_id, count, pid=os.getpid())
+        if taken is not None:
+            return taken
+        time.sleep(poll_s)
+
+
+def give_back(allocator: GpuAllocator, task_id: str, pgid: int | None) -> list[str]:
+    """Return the grant once the trial's processes are gone and its GPU memory was released.
+
+    GPUs still holding memory after `gpu_release_timeout_s` are quarantined (listed by `hpo workers`)
+    until a later check finds them free. Returns the quarantined ones.
+    """
+    settings = get_settings()
+    deadline = time.monotonic() + settings.gpu_release_timeout_s
+    while pgid is not None and group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    gpus = allocator.snapshot().grants.get(task_id)
+    if gpus is not None:
+        while gpus_in_use(gpus.gpus) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    return allocator.release(task_id, still_in_use=gpus_in_use)

@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers; the work is in workers.runner."""
+"""Celery tasks: thin wrappers; the work is in workers.runner, the GPU grants in workers.slot."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from typing import Any
 
 from celery.signals import worker_process_init
 
-from app.keys import RUN_TRIAL_TASK
+from app.keys import RUN_TRIAL_TASK, queue_gpus
 from app.messages import TrialTask
 from workers.celery_app import app
-from workers.slot import current_runner, init_slot
+from workers.slot import current_allocator, current_runner, give_back, init_slot, wait_for_gpus
 
 
 @worker_process_init.connect
@@ -19,5 +19,26 @@ def _init_slot(**_: Any) -> None:
 
 @app.task(name=RUN_TRIAL_TASK, bind=True, acks_late=True, ignore_result=True)
 def run_trial(self: Any, task: dict[str, Any]) -> str | None:
-    event = current_runner(self.request.hostname).run(TrialTask.model_validate(task))
+    trial = TrialTask.model_validate(task)
+    runner = current_runner(self.request.hostname)
+    allocator = current_allocator()
+    queue = (self.request.delivery_info or {}).get("routing_key") or ""
+    if allocator is None or trial.gpus <= 0 or queue_gpus(queue) == 0:  # a CPU slot (`--cpu` runs)
+        event = runner.run(trial)
+        return None if event is None else event.status
+    task_id = self.request.id
+    devices, ours = wait_for_gpus(allocator, task_id, trial.gpus)
+    if not ours:  # a redelivered copy of an attempt running here: its claim stops it; keep the grant
+        event = runner.run(trial, devices=devices)
+        return None if event is None else event.status
+    pgid: list[int] = []
+
+    def started(group: int) -> None:
+        pgid.append(group)
+        allocator.started(task_id, group)
+
+    try:
+        event = runner.run(trial, devices=devices, on_spawn=started)
+    finally:
+        give_back(allocator, task_id, pgid[0] if pgid else None)
     return None if event is None else event.status

@@ -56,6 +56,7 @@ def build_task(
         timeout_s=spec.limits.trial_timeout_s,
         owner=experiment.owner,
         gpus=spec.resources.gpus,
+        launcher=spec.resources.launcher,
         checkpoint_key=lineage_key(trial.params, resource_name) if resource_name else None,
     )
 

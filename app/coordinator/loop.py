@@ -23,6 +23,7 @@ from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 
 from app.config import Settings
 from app.coordinator.asker import Asker
+from app.coordinator.coverage import QueueCoverage
 from app.coordinator.dispatch import Publisher, build_task
 from app.coordinator.leases import LeaseKeeper
 from app.coordinator.runtime import ExperimentRuntime
@@ -78,6 +79,8 @@ class Coordinator:
         self._last_poll = 0.0
         self._last_renew = time.monotonic()
         self._last_lease_check = time.monotonic()
+        self._last_coverage = time.monotonic()
+        self.coverage = QueueCoverage(redis, store)
         self.leases = LeaseKeeper(
             redis, lease_timeout_s=settings.lease_timeout_s, heartbeat_s=settings.heartbeat_s
         )
@@ -130,6 +133,9 @@ class Coordinator:
         if now - self._last_lease_check >= self.settings.lease_check_s:
             self._last_lease_check = now
             self._check_trial_leases()
+        if now - self._last_coverage >= self.settings.coverage_check_s:
+            self._last_coverage = now
+            self.coverage.check(list(self.runtimes.values()))
         asking = any(rt.asking is not None for rt in self.runtimes.values())
         block = 20 if asking else self.settings.event_block_ms
         if self.runtimes:

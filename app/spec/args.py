@@ -131,6 +131,24 @@ def parse_launcher_args(tokens: list[str], reader: Reader, key: str = "args") ->
     return out
 
 
+def _edt_max_workers(text: str | None, reader: Reader, key: str) -> int | None:
+    """`--edt-options maxWorkers=4,minWorkers=1` -> 4 (elastic training runs up to that many)."""
+    if not text:
+        return None
+    for item in text.replace(";", ",").split(","):
+        name, _, value = item.partition("=")
+        if name.strip().lower() == "maxworkers":
+            try:
+                n = to_int(value.strip())
+            except ValueError:
+                n = 0
+            if n < 1:
+                reader.problem(f"--edt-options maxWorkers must be a positive integer, got {show(value)}", key)
+                return None
+            return n
+    return None
+
+
 def _interpret(out: LauncherArgs, reader: Reader, key: str) -> None:
     opts = out.options
     counts: dict[str, int] = {}
@@ -148,7 +166,7 @@ def _interpret(out: LauncherArgs, reader: Reader, key: str) -> None:
     if gpus is not None and devices is not None and gpus != devices:
         reader.problem(f"--gpuPerWorker ({gpus}) and --workerDeviceNum ({devices}) disagree", key)
     out.gpus = counts.get("gpuPerWorker", counts.get("workerDeviceNum"))
-    out.num_workers = counts.get("numWorker")
+    out.num_workers = counts.get("numWorker") or _edt_max_workers(opts.get("edt-options"), reader, key)
 
     main = opts.get("model-main")
     if main is None:

@@ -33,6 +33,9 @@ class ResourceRequest(BaseModel):
 
     gpu_type: str | None = None
     gpus: int = 0
+    # A multi-GPU trial starts as `torchrun --nproc-per-node <gpus>`; "python" runs the script once
+    # with every GPU visible (for scripts that start their own processes).
+    launcher: Literal["torchrun", "python"] = "torchrun"
 
     @property
     def is_cpu(self) -> bool:

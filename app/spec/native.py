@@ -308,7 +308,8 @@ def _resources(root: Reader) -> ResourceRequest:
     res = root.child("resources")
     if res is None:
         return ResourceRequest()
-    res.check_known(("gpu_type", "gpus"))
+    res.check_known(("gpu_type", "gpus", "launcher"))
+    launcher = res.choice("launcher", {"torchrun": "torchrun", "python": "python"})
     gpu_type = res.str("gpu_type")
     if gpu_type is not None:
         gpu_type = normalize_gpu_type(gpu_type) or None
@@ -319,7 +320,7 @@ def _resources(root: Reader) -> ResourceRequest:
         if gpu_type and res.has("gpus"):
             res.warn("ignored resources.gpu_type: gpus is 0 (a CPU trial)")
         return ResourceRequest()
-    return ResourceRequest(gpu_type=gpu_type or "any", gpus=gpus)
+    return ResourceRequest(gpu_type=gpu_type or "any", gpus=gpus, launcher=launcher or "torchrun")
 
 
 def _env(root: Reader) -> dict[str, str]:

@@ -188,7 +188,10 @@ def _model_spec(root: Reader) -> tuple[Launcher | None, ResourceRequest]:
     if tokens is None:
         return None, ResourceRequest()
     args = parse_launcher_args(tokens, spec)
-    resources = wmla_resources(args.gpus, sig_name)
+    # Elastic distributed training: numWorker (or maxWorkers) workers of gpuPerWorker GPUs each,
+    # run here as one multi-GPU trial on one machine (torchrun, one process per GPU).
+    gpus = args.gpus * (args.num_workers or 1) if args.gpus else args.gpus
+    resources = wmla_resources(gpus, sig_name)
     if args.main is None:
         return None, resources
     launcher = Launcher(

@@ -408,6 +408,27 @@ def test_zero_gpus_is_cpu_even_with_gpu_sig_name() -> None:
     assert parse_spec(data).resources.queue == "trials.cpu"
 
 
+@pytest.mark.parametrize(
+    ("args", "queue"),
+    [("--gpuPerWorker 2 --numWorker 2", "trials.any.x4"),
+     ("--gpuPerWorker 1 --edt-options maxWorkers=3,minWorkers=1", "trials.any.x3"),
+     ("--gpuPerWorker 1 --numWorker 2 --edt-options maxWorkers=4", "trials.any.x2"),
+     ("--numWorker 2", "trials.cpu")],
+)  # fmt: skip
+def test_distributed_training_asks_for_all_its_gpus(args: str, queue: str) -> None:
+    data = minimal()
+    data["modelSpec"] = {"args": f"{args} --model-main train.py"}
+    spec = parse_spec(data)
+    assert spec.resources.queue == queue and spec.resources.launcher == "torchrun"
+
+
+def test_bad_edt_options_name_the_flag() -> None:
+    data = minimal()
+    data["modelSpec"] = {"args": "--gpuPerWorker 1 --edt-options maxWorkers=zero --model-main train.py"}
+    with pytest.raises(SpecError, match="maxWorkers"):
+        parse_spec(data)
+
+
 def test_algo_params_validated_and_kept() -> None:
     data = minimal(
         algorithm="Bayesian",
@@ -458,6 +479,10 @@ def test_native_gpu_type_defaults() -> None:
     assert cpu.resources.queue == "trials.cpu"
     assert any("gpu_type" in w for w in cpu.warnings)
     assert parse_spec(base | {"resources": None}).resources.is_cpu
+    own = parse_spec(base | {"resources": {"gpus": 2, "launcher": "Python"}}).resources
+    assert own.launcher == "python" and own.queue == "trials.any.x2"
+    with pytest.raises(SpecError, match="launcher"):
+        parse_spec(base | {"resources": {"gpus": 2, "launcher": "mpirun"}})
 
 
 def test_hpo_name() -> None:
