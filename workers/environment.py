@@ -47,6 +47,8 @@ def trial_env(
     env.update(extra)
     env.update(wmla)
     env["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices
+    # CUDA numbers GPUs fastest-first unless told otherwise; nvidia-smi (our ids) numbers by bus.
+    env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     env["PYTHONUNBUFFERED"] = "1"
     # Trials sharing a machine should not each start one thread per core (Ray does the same).
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):

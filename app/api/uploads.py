@@ -13,10 +13,12 @@ from typing import Any
 
 import yaml
 from fastapi import Request
+from redis.exceptions import RedisError
 from starlette.datastructures import UploadFile
 
 from app.api.context import AppContext
 from app.config import Settings
+from app.fleet import live_workers
 from app.services.auth import Principal
 from app.services.errors import BadRequest, TooLarge
 from app.services.experiments import submit_payload
@@ -159,4 +161,15 @@ def _submit(ctx: AppContext, user: Principal, upload: Upload) -> Experiment:
         limits=ctx.settings.archive_limits(),
         cpu_only=ctx.cpu_only,
         has_gpus=ctx.has_gpus,
+        pools=_pools(ctx),
     )
+
+
+def _pools(ctx: AppContext) -> set[str]:
+    """GPU types (worker pools) that connected workers serve; none known without a broker."""
+    if ctx.redis is None:
+        return set()
+    try:
+        return {w.gpu_type for w in live_workers(ctx.redis) if w.gpu_type}
+    except RedisError:
+        return set()

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import getpass
 import secrets
+from collections.abc import Iterable
 from pathlib import PurePosixPath
 
 from app.codepack import ArchiveError, ArchiveLimits, inspect_archive, sha256
+from app.keys import normalize_gpu_type
 from app.optimizers.settings import parse_settings
 from app.services.auth import Principal
 from app.services.errors import BadRequest, Conflict, NotFound
@@ -204,6 +206,15 @@ def stop_trial(store: Store, user: Principal, exec_id: str, *, force: bool = Fal
     return trial
 
 
+def route_to_pool(spec: ExperimentSpec, pools: Iterable[str]) -> ExperimentSpec:
+    """WMLA `sigName` naming a GPU type or pool that connected workers serve selects it."""
+    sig = normalize_gpu_type(spec.model.sig_name or "")
+    res = spec.resources
+    if res.is_cpu or res.gpu_type != "any" or not sig or sig not in set(pools):
+        return spec
+    return spec.with_resources(res.model_copy(update={"gpu_type": sig}))
+
+
 def submit_payload(
     store: Store,
     payload: object,
@@ -214,9 +225,13 @@ def submit_payload(
     limits: ArchiveLimits,
     cpu_only: bool = False,
     has_gpus: bool | None = None,
+    pools: Iterable[str] = (),
 ) -> Experiment:
-    """An API submission: a decoded spec (either form) and its code; SpecError names bad fields."""
-    spec = apply_gpu_policy(parse_spec(payload), cpu_only=cpu_only, has_gpus=has_gpus)
+    """An API submission: a decoded spec (either form) and its code; SpecError names bad fields.
+
+    `pools`: the GPU types connected workers serve (for WMLA sigName routing).
+    """
+    spec = apply_gpu_policy(route_to_pool(parse_spec(payload), pools), cpu_only=cpu_only, has_gpus=has_gpus)
     return submit(store, spec, code, filename, owner=owner, limits=limits)
 
 

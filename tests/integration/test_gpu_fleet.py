@@ -6,12 +6,14 @@ CUDA_VISIBLE_DEVICES and start/end times (GPU_LOG), and the checks read those re
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from itertools import combinations
 from pathlib import Path
@@ -22,6 +24,7 @@ from app.config import Settings
 from app.fleet import live_workers
 from app.keys import served_queues
 from app.local_workers import LocalWorker
+from app.spec import parse_spec
 from app.store.models import ExperimentState, TrialState
 from app.store.repository import Store
 from tests.conftest import start_worker
@@ -144,6 +147,23 @@ def test_typed_trials_wait_for_their_type_and_say_so(
     assert store.experiment(exp.id).message == "maxJobNum reached"  # the wait message went
     trials = store.trials(exp.id)
     assert all(t.worker and t.worker.startswith("fake-a100@") for t in trials)
+
+
+def test_a_two_gpu_trial_runs_the_ddp_example_under_torchrun(
+    h100_worker: LocalWorker, store: Store, gpu_settings: Settings
+) -> None:
+    data = json.loads((ROOT / "examples" / "digits_ddp" / "experiment.json").read_text())
+    data["modelSpec"]["args"] = data["modelSpec"]["args"].replace("--epochs 5", "--epochs 2")
+    data["algoDef"]["maxJobNum"] = 1
+    exp = submit_quad(store, parse_spec(data), code_dir=ROOT / "examples" / "digits_ddp")
+    assert exp.queue == "trials.any.x2"
+    drive(store, gpu_settings, [exp.id], timeout_s=240)
+    (trial,) = store.trials(exp.id)
+    assert trial.state == TrialState.FINISHED, trial.reason
+    archive = zipfile.ZipFile(io.BytesIO((gpu_settings.artifacts_dir / trial.result_path).read_bytes()))
+    ddp = json.loads(next(archive.read(n) for n in archive.namelist() if n.endswith("ddp.json")))
+    assert ddp["world_size"] == 2 and len(ddp["devices"]) == 2  # one process per GPU
+    assert len(set(ddp["cuda_visible_devices"].split(","))) == 2
 
 
 def test_hpo_workers_lists_gpu_types_and_slots(h100_worker: LocalWorker, redis_url: str) -> None:

@@ -76,3 +76,39 @@ def test_dockerfile_installs_pinned_torch_before_the_project() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert text.index('"torch==2.13.0"') < text.index('pip install ".[worker]"')
     assert "AS cpu" in text
+
+
+def test_gpu_worker_runs_the_cuda_image_on_nvidia_gpus_under_a_profile() -> None:
+    gpu = _compose()["services"]["gpu-worker"]
+    assert gpu["image"] == "hpo-queue:cuda" and gpu["build"]["target"] == "cuda"
+    assert gpu["profiles"] == ["gpu"]  # plain `docker compose up` works without GPUs
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
+    assert set(gpu["environment"]) == {"HPO_BROKER_URL"}
+    assert gpu["depends_on"] == _compose()["services"]["worker"]["depends_on"]
+    command = gpu["command"]
+    assert command[:2] == ["hpo", "worker"] and "--gpus" not in command  # it detects the GPUs
+    known = _command_options(cli, command[1:])
+    assert known is not None and {"--slots", "--gpus", "--gpu-type", "--queues"} <= known
+    assert all(word.split("=")[0] in known for word in command[2:] if word.startswith("--"))
+
+
+def _worker_callback():
+    return next(c.callback for c in cli.registered_commands if (c.name or c.callback.__name__) == "worker")
+
+
+def test_worker_healthchecks_ping_the_default_node_name() -> None:
+    worker_name = inspect.signature(_worker_callback()).parameters["name"].default.default  # "hpo@%h"
+    for name in ("worker", "gpu-worker"):
+        test = _compose()["services"][name]["healthcheck"]["test"]
+        assert test[0] == "CMD-SHELL" and "inspect ping" in test[1]
+        assert f"-d {worker_name.replace('%h', '$$HOSTNAME')}" in test[1]
+
+
+def test_dockerfile_has_a_cuda_stage_for_gpu_workers() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    cuda = text[text.index("AS cuda") :]
+    assert "FROM base AS cuda" in text
+    assert cuda.index('"torch==2.13.0"') < cuda.index('pip install ".[worker]"')
+    assert "download.pytorch.org/whl/cpu" not in cuda  # not the CPU wheel
+    assert 'CMD ["hpo", "worker"]' in cuda

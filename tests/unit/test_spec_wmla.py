@@ -636,3 +636,14 @@ def test_load_spec_source_in_error(tmp_path: Path) -> None:
         load_spec(path)
     assert info.value.source == str(path)
     assert str(path) in str(info.value)
+
+
+def test_sig_name_naming_a_served_pool_selects_it() -> None:
+    from app.services.experiments import route_to_pool
+
+    data = minimal()
+    data["modelSpec"] = {"sigName": "gpu-pool-1", "args": "--gpuPerWorker 2 --model-main train.py"}
+    spec = parse_spec(data)
+    assert spec.resources.queue == "trials.any.x2"  # not a GPU type we know by name
+    assert route_to_pool(spec, {"gpupool1"}).resources.queue == "trials.gpupool1.x2"
+    assert route_to_pool(spec, {"a100"}).resources.queue == "trials.any.x2"
