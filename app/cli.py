@@ -265,15 +265,44 @@ def workers(json_output: bool = typer.Option(False, "--json", help="one JSON lis
 @cli.command()
 def flower(
     port: int = typer.Option(5555, "--port"),
-    basic_auth: str = typer.Option("", "--basic-auth", help="user:password for Flower's pages and API"),
+    basic_auth: str = typer.Option(
+        "", "--basic-auth", help="user:password for Flower's pages and API (else HPO_FLOWER_BASIC_AUTH)"
+    ),
+    no_auth: bool = typer.Option(
+        False, "--no-auth", help="start without a password (e.g. behind a proxy that authenticates)"
+    ),
 ) -> None:
-    """Flower on the broker: queues, workers, tasks."""
+    """Flower on the broker: every trial queue, workers, tasks. Refuses to start unprotected
+    unless --no-auth is given."""
+    import redis
+
+    from app.flower_launch import (
+        FlowerAuthError,
+        check_basic_auth,
+        flower_argv,
+        flower_env_has_auth,
+        show_trial_queues,
+    )
+
+    settings = get_settings()
+    auth = basic_auth or settings.flower_basic_auth or ""
+    if not auth and not no_auth and not flower_env_has_auth():
+        typer.echo(
+            "error: Flower would be open to anyone who reaches port "
+            f"{port}: give --basic-auth USER:PASSWORD or set HPO_FLOWER_BASIC_AUTH "
+            "(or --no-auth to start it without a password)",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        auth = check_basic_auth(auth) if auth else ""
+    except FlowerAuthError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     from workers.celery_app import app
 
-    argv = ["flower", f"--port={port}"]
-    if basic_auth:
-        argv.append(f"--basic_auth={basic_auth}")
-    app.start(argv)
+    show_trial_queues(redis.Redis.from_url(settings.effective_broker_url), settings.broker_transport_options)
+    app.start(flower_argv(port, auth or None))
 
 
 @db_cli.command("upgrade")

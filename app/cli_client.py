@@ -11,7 +11,8 @@ Data (tables, logs, `--json` output) goes to stdout; messages and errors go to s
 
 Exit codes:
   0  success
-  1  not found (HTTP 404), or `submit --wait` ended without a successful trial
+  1  not found (HTTP 404), or `submit --wait` ended without a successful trial, or the experiment
+     `status --watch` watched ended FAILED or STOPPED
   2  a bad spec (found locally, before any upload), bad usage, failed authentication or another
      4xx refusal (HTTP 400, 401, 409, 413)
   3  the server cannot be reached
@@ -34,7 +35,6 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console, Group, RenderableType
-from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -330,20 +330,22 @@ def status(
     json_output: bool = typer.Option(False, "--json", help="JSON on stdout (the final state with --watch)"),
     url: str | None = typer.Option(None, "--url", help=URL_HELP),
 ) -> None:
-    """One experiment: state, counts, best so far and a progress bar."""
+    """One experiment: state, counts, best so far and a progress bar. With --watch, a live table
+    until it ends; the exit code is then 0 for FINISHED, 1 for FAILED or STOPPED (130 on Ctrl-C)."""
+    from app.cli_watch import exit_code, watch_experiment
+
     with _client(url) as client:
+        if watch and not json_output:
+            raise typer.Exit(watch_experiment(client, name, interval, _out()))
         exp = client.experiment(name)
         if watch and exp["state"] not in DONE_STATES:
-            if json_output:
-                exp = client.wait(name, poll_s=interval)
-            else:
-                with Live(_status_view(exp), console=_out(), refresh_per_second=4) as live:
-                    exp = client.wait(name, poll_s=interval, on_update=lambda e: live.update(_status_view(e)))
-                return
+            exp = client.wait(name, poll_s=interval)
     if json_output:
         _print_json(exp)
     else:
         _out().print(_status_view(exp))
+    if watch:
+        raise typer.Exit(exit_code(exp["state"]))
 
 
 @_handled
@@ -432,6 +434,21 @@ def best(
     for key, value in result["params"].items():
         table.add_row(key, json.dumps(value))
     _out().print(table)
+
+
+@_handled
+def report(
+    name: str = typer.Argument(..., help="experiment name"),
+    out: Path = typer.Option(Path("report.html"), "--out", "-o", help="the HTML file to write"),
+    url: str | None = typer.Option(None, "--url", help=URL_HELP),
+) -> None:
+    """A self-contained HTML report with the dashboard's plots (opens offline, no server needed)."""
+    from app.report import render
+
+    with _client(url) as client:
+        page = render(client.dashboard(name), client.best_trials(name))
+    out.write_text(page, encoding="utf-8")
+    _say(f"wrote {out} ({len(page) // 1024} KiB)")
 
 
 @_handled
@@ -549,6 +566,7 @@ def register(cli: typer.Typer) -> None:
     cli.command("trials")(trials)
     cli.command("logs")(logs)
     cli.command("best")(best)
+    cli.command("report")(report)
     cli.command("stop")(stop)
     cli.command("restart")(restart)
     cli.command("retry")(retry)

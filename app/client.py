@@ -412,6 +412,18 @@ class HpoClient:
     def delete_plugin(self, name: str) -> None:
         self._request("DELETE", f"{self.PLUGINS}/{quote(name, safe='')}")
 
+    def dashboard(self, name: str) -> dict[str, Any]:
+        """The experiment with its aggregated plot data (what the dashboard draws)."""
+        return self._json("GET", f"/api/v1/dashboard/experiments/{quote(name, safe='')}")
+
+    def best_trials(self, name: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The `limit` best trials by their objective, best first."""
+        exp = self.experiment(name)
+        params = {"sort": "objective", "desc": str(exp["direction"] == "maximize").lower(), "limit": limit,
+                  "state": "FINISHED"}  # fmt: skip
+        path = f"/api/v1/dashboard/experiments/{quote(name, safe='')}/trials"
+        return self._json("GET", path, params=params)["items"]
+
     def stop_trial(self, name: str, number: int, force: bool = False) -> dict[str, Any]:
         return self._json(
             "POST", f"{self._path(name)}/trials/{int(number)}/stop", params={"force": str(force).lower()}

@@ -76,7 +76,9 @@ class Settings(BaseSettings):
     token_ttl_s: float = 8 * 3600
     admin_password: str | None = None  # first start: the `admin` user's password (else generated)
     wmla_create_response: str = "uid"  # "name": POST /hypersearch answers the bare name (WMLA 1.2.x)
-    metrics_public: bool = False
+    metrics_public: bool = False  # HPO_METRICS_PUBLIC=1: /metrics needs no credentials
+    metrics_token: str | None = None  # scrapers send Authorization: Bearer <this> to /metrics
+    flower_basic_auth: str | None = None  # user:password for `hpo flower` (else --basic-auth)
 
     def archive_limits(self) -> ArchiveLimits:
         return ArchiveLimits(

@@ -106,3 +106,8 @@ def queue_gpu_type(queue: str) -> str | None:
     """`trials.a100.x2` -> "a100", `trials.any.x1` -> "any", `trials.cpu` -> None."""
     parts = queue.split(".")
     return parts[1] if len(parts) == 3 and parts[0] == "trials" else None
+
+
+def suggest_metrics_key() -> str:
+    """Optimizer suggestion latency histogram counters, by algorithm (see app.suggest_metrics)."""
+    return f"{KEY_PREFIX}:metrics:suggest"

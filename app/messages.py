@@ -59,6 +59,7 @@ class TrialEvent(BaseModel):
     exec_id: str
     attempt: int
     worker: str | None = None
+    gpus: list[str] = Field(default_factory=list)  # "started": the GPUs it was pinned to
     ts: float = Field(default_factory=time.time)
     points: list[dict[str, Any]] = Field(default_factory=list)  # "metric": new points; "finished": all
     # "finished" only:

@@ -52,3 +52,23 @@ ensure_redis() {  # ensure_redis URL: start a local Redis (>= 6.2) when none ans
   echo "error: started $server but nothing answers at $url" >&2
   exit 2
 }
+
+ensure_chromium() {  # Debian's chromium + chromium-driver for the dashboard's browser tests
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then return 0; fi
+  if [ "${HPO_SKIP_BROWSER:-}" = "1" ]; then
+    echo "HPO_SKIP_BROWSER=1: not installing chromium; the browser tests will be skipped" >&2
+    return 0
+  fi
+  local sudo=""
+  [ "$(id -u)" = "0" ] || sudo="sudo"
+  echo "installing Debian's chromium and chromium-driver for the browser tests" >&2
+  mkdir -p .hpo
+  export DEBIAN_FRONTEND=noninteractive
+  if ! { $sudo apt-get install -y -q chromium chromium-driver ||
+         { $sudo apt-get update -q && $sudo apt-get install -y -q chromium chromium-driver; }; } \
+       >.hpo/apt-chromium.log 2>&1; then
+    tail -20 .hpo/apt-chromium.log >&2
+    echo "error: could not install chromium (log in .hpo/apt-chromium.log); HPO_SKIP_BROWSER=1 skips the browser tests" >&2
+    exit 2
+  fi
+}

@@ -112,7 +112,7 @@ class TrialRunner:
             "lease",
         )
         started = time.time()
-        self._publish(self._event(task, "started", started_at=started))
+        self._publish(self._event(task, "started", started_at=started, gpus=self._devices))
         result_dir = self.results_fs / (task.owner or "hpo") / "batchworkdir" / task.exec_id
         try:
             outcome = self._execute(task, result_dir)

@@ -8,7 +8,15 @@ from fastapi import FastAPI
 from starlette.middleware.gzip import GZipMiddleware
 
 from app import __version__
-from app.api import errors, routes_auth, routes_native, routes_plugins, routes_wmla
+from app.api import (
+    errors,
+    routes_auth,
+    routes_dashboard,
+    routes_metrics,
+    routes_native,
+    routes_plugins,
+    routes_wmla,
+)
 from app.api.context import AppContext
 from app.config import Settings
 from app.services.auth import Auth
@@ -47,6 +55,8 @@ def create_app(
     app.include_router(routes_plugins.router)  # before /hypersearch/{hpoName}, which "algorithm" would match
     app.include_router(routes_wmla.router)
     app.include_router(routes_native.router)
+    app.include_router(routes_metrics.router)
+    app.include_router(routes_dashboard.router)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:

@@ -29,7 +29,10 @@ def _utf8(value: object) -> object:
 
 
 def _respond(request: Request, status: int, code: str, message: str, **extra: object) -> Response:
-    headers = {"WWW-Authenticate": 'Basic realm="hpo"'} if status == 401 else None
+    # Scripts' HTTP clients retry with Basic on this challenge; a page's fetch (the dashboard says
+    # so with X-Requested-With) would make the browser pop up its own login dialog instead.
+    challenge = status == 401 and request.headers.get("x-requested-with", "").lower() != "xmlhttprequest"
+    headers = {"WWW-Authenticate": 'Basic realm="hpo"'} if challenge else None
     message = str(_utf8(message))
     extra = {k: _utf8(v) for k, v in extra.items()}
     if request.url.path.startswith(WMLA_PREFIXES):

@@ -24,7 +24,7 @@ ERRORS = {code: {"model": ErrorBody} for code in (400, 401, 404, 409, 413)}
 router = APIRouter(prefix="/api/v1", tags=["native"], responses=ERRORS)  # type: ignore[arg-type]
 
 
-def _out(ctx: AppContext, exp: Experiment) -> ExperimentOut:
+def experiment_out(ctx: AppContext, exp: Experiment) -> ExperimentOut:
     assert exp.id is not None
     best = ctx.store.trial(exp.best_trial_id) if exp.best_trial_id is not None else None
     return ExperimentOut.of(exp, ctx.store.trial_counts(exp.id), best.number if best else None)
@@ -48,13 +48,17 @@ def list_experiments(
     ctx = ctx_of(request)
     exps = svc.visible(ctx.store, user, after=after, limit=limit + 1)
     page, more = exps[:limit], len(exps) > limit
+    return Page(items=experiments_out(ctx, page), next_after=page[-1].id if more and page else None)
+
+
+def experiments_out(ctx: AppContext, page: list[Experiment]) -> list[ExperimentOut]:
+    """Many experiments with their counts and best trial numbers, in two queries."""
     counts = ctx.store.trial_counts_many(e.id for e in page)  # type: ignore[misc]
     bests = ctx.store.trials_by_ids(e.best_trial_id for e in page if e.best_trial_id is not None)
-    items = [
+    return [
         ExperimentOut.of(e, counts[e.id], bests[e.best_trial_id].number if e.best_trial_id in bests else None)  # type: ignore[index,union-attr]
         for e in page
     ]
-    return Page(items=items, next_after=page[-1].id if more and page else None)
 
 
 @router.post("/experiments", response_model=ExperimentOut, status_code=201)
@@ -63,13 +67,13 @@ async def create_experiment(request: Request, user: Principal = Depends(current_
     ctx = ctx_of(request)
     upload = await native_upload(request, ctx.settings)
     exp = await run_in_threadpool(submit_upload, ctx, user, upload)
-    return _out(ctx, exp)
+    return experiment_out(ctx, exp)
 
 
 @router.get("/experiments/{name}", response_model=ExperimentOut)
 def get_experiment(name: str, request: Request, user: Principal = Depends(current_user)) -> ExperimentOut:
     ctx = ctx_of(request)
-    return _out(ctx, svc.get_for(ctx.store, user, name))
+    return experiment_out(ctx, svc.get_for(ctx.store, user, name))
 
 
 @router.delete("/experiments/{name}", status_code=204)
@@ -84,13 +88,13 @@ def stop_experiment(
     name: str, request: Request, force: bool = False, user: Principal = Depends(current_user)
 ) -> ExperimentOut:
     ctx = ctx_of(request)
-    return _out(ctx, svc.request_stop(ctx.store, user, name, force=force))
+    return experiment_out(ctx, svc.request_stop(ctx.store, user, name, force=force))
 
 
 @router.post("/experiments/{name}/restart", response_model=ExperimentOut)
 def restart_experiment(name: str, request: Request, user: Principal = Depends(current_user)) -> ExperimentOut:
     ctx = ctx_of(request)
-    return _out(ctx, svc.restart(ctx.store, user, name))
+    return experiment_out(ctx, svc.restart(ctx.store, user, name))
 
 
 @router.post("/experiments/{name}/retry", response_model=list[TrialOut])

@@ -95,6 +95,7 @@ class TrialOut(BaseModel):
     metrics: dict[str, Any] | None
     reason: str | None
     worker: str | None
+    gpus: str | None = None  # CUDA_VISIBLE_DEVICES of the current attempt
     exit_code: int | None
     created_at: datetime
     started_at: datetime | None
@@ -112,6 +113,7 @@ class TrialOut(BaseModel):
             metrics=t.metrics_summary,
             reason=t.reason,
             worker=t.worker,
+            gpus=t.gpus,
             exit_code=t.exit_code,
             created_at=t.created_at,
             started_at=t.started_at,

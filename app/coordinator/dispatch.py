@@ -61,6 +61,24 @@ def build_task(
     )
 
 
+SUMMARY_MAX_CHARS = 500
+
+
+def task_summary(task: TrialTask, max_chars: int = SUMMARY_MAX_CHARS) -> str:
+    """What Flower shows as the task's arguments: who it is for and its parameters, not the
+    whole message (code reference, environment, arguments)."""
+    text = repr(
+        {
+            "experiment": task.experiment,
+            "trial": task.number,
+            "attempt": task.attempt,
+            "exec_id": task.exec_id,
+            "params": task.params,
+        }
+    )
+    return text if len(text) <= max_chars else text[: max_chars - 3] + "..."
+
+
 class Publisher:
     def __init__(self, celery_app: Celery, redis: Any, store: Store) -> None:
         self.celery = celery_app
@@ -105,6 +123,7 @@ class Publisher:
                     task_id=f"{task.exec_id}.{task.attempt}",
                     producer=producer,
                     ignore_result=True,
+                    kwargsrepr=task_summary(task),
                 )
 
     def stop_trials(

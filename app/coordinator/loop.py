@@ -8,6 +8,7 @@ maxRunTime, finish experiments. Slow optimizers answer through the Asker from an
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -15,6 +16,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +38,7 @@ from app.spec.model import ExperimentSpec
 from app.store.artifacts import ArtifactStore
 from app.store.models import Experiment, ExperimentState, Trial, TrialState, utcnow
 from app.store.repository import Store, TrialOutcome
+from app.suggest_metrics import record_suggestion
 from workers.environment import secrets_of
 
 log = logging.getLogger("hpo.coordinator")
@@ -45,6 +48,11 @@ STATUS_TO_STATE = {"ok": TrialState.FINISHED, "failed": TrialState.FAILED, "stop
 
 def _dt(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def _stamp_ask(rt: ExperimentRuntime, future: Future[Any]) -> None:
+    """When an ask's answer is ready (maybe on another thread): its latency, for /metrics."""
+    rt.ask_seconds = time.monotonic() - rt.ask_started
 
 
 def _finite(value: Any) -> float | None:
@@ -313,7 +321,11 @@ class Coordinator:
         event = delivery.event
         if event.kind == "started":
             started = self.store.mark_started(
-                event.trial_id, event.attempt, event.worker, _dt(event.started_at or event.ts)
+                event.trial_id,
+                event.attempt,
+                event.worker,
+                _dt(event.started_at or event.ts),
+                ",".join(event.gpus) or None,
             )
             trial = rt.in_flight.get(event.trial_id) if rt is not None else None
             if started and trial is not None and trial.attempt == event.attempt:
@@ -409,6 +421,8 @@ class Coordinator:
             log.exception("optimizer of %s failed", rt.name)
             rt.failure = f"optimizer error: {type(exc).__name__}: {exc}"
             return
+        seconds = rt.ask_seconds if rt.ask_seconds is not None else time.monotonic() - rt.ask_started
+        record_suggestion(self.redis, rt.experiment.algorithm, seconds)
         if not configs:
             if rt.in_flight:
                 rt.wait_for_result = True
@@ -448,7 +462,9 @@ class Coordinator:
             rt.deadline_handled = True
         n = rt.wanted(now)
         if n > 0 and rt.asking is None:
+            rt.ask_started, rt.ask_seconds = time.monotonic(), None
             rt.asking = self.asker.submit(rt.optimizer, n, rt.running_configs())
+            rt.asking.add_done_callback(functools.partial(_stamp_ask, rt))
             self._collect_ask(rt)  # inline searchers answer at once
         if rt.done(now):
             self._finish(rt)

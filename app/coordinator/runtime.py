@@ -35,6 +35,8 @@ class ExperimentRuntime:
     best_value: float | None = None  # objective as reported (not sign-flipped)
     best_trial_id: int | None = None
     asking: Future[list[Config]] | None = None
+    ask_started: float = 0.0  # time.monotonic() when the pending ask was submitted
+    ask_seconds: float | None = None  # how long the last ask took, set when its answer came
     exhausted: bool = False  # the searcher has nothing more to propose
     wait_for_result: bool = False  # the searcher answered [] while trials ran: ask again after one ends
     deadline_handled: bool = False

@@ -124,8 +124,12 @@ def _owner_filter(user: Principal) -> str | None:
     return None if user.is_admin else user.name
 
 
-def visible(store: Store, user: Principal, *, after: int = 0, limit: int | None = None) -> list[Experiment]:
-    return store.experiments_page(owner=_owner_filter(user), after_id=after, limit=limit)
+def visible(
+    store: Store, user: Principal, *, after: int = 0, limit: int | None = None, newest_first: bool = False
+) -> list[Experiment]:
+    return store.experiments_page(
+        owner=_owner_filter(user), after_id=after, limit=limit, newest_first=newest_first
+    )
 
 
 def get_for(store: Store, user: Principal, name: str) -> Experiment:

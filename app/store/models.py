@@ -92,6 +92,7 @@ class Trial(SQLModel, table=True):
     metrics_summary: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     reason: str | None = None
     worker: str | None = Field(default=None, max_length=256)
+    gpus: str | None = Field(default=None, max_length=128)  # "0,1": CUDA_VISIBLE_DEVICES of the attempt
     exit_code: int | None = None
     stdout_tail: str | None = None
     stderr_tail: str | None = None

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, func, or_, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
@@ -115,11 +115,19 @@ class Store:
             return list(s.exec(q))
 
     def experiments_page(
-        self, *, owner: str | None = None, after_id: int = 0, limit: int | None = None
+        self,
+        *,
+        owner: str | None = None,
+        after_id: int = 0,
+        limit: int | None = None,
+        newest_first: bool = False,
     ) -> list[Experiment]:
-        """Experiments by id, optionally of one owner, keyset-paginated (`after_id`)."""
+        """Experiments by id, optionally of one owner, keyset-paginated (`after_id`), or the newest first."""
         with self.session() as s:
-            q = select(Experiment).where(Experiment.id > after_id).order_by(Experiment.id)  # type: ignore[operator]
+            if newest_first:
+                q = select(Experiment).order_by(Experiment.id.desc())  # type: ignore[union-attr]
+            else:
+                q = select(Experiment).where(Experiment.id > after_id).order_by(Experiment.id)  # type: ignore[operator]
             if owner is not None:
                 q = q.where(Experiment.owner == owner)
             if limit is not None:
@@ -251,6 +259,85 @@ class Store:
         with self.engine.connect() as conn:
             q = select(*cols).where(Trial.experiment_id == experiment_id).order_by(Trial.number)  # type: ignore[call-overload]
             return list(conn.execute(q))
+
+    def dashboard_rows(self, experiment_id: int, ended_since: datetime | None = None) -> list[Any]:
+        """Light rows for plots (no ORM objects); with `ended_since`, only trials that have not
+        ended or ended at or after it (what can have changed since an earlier read)."""
+        cols = [Trial.id, Trial.number, Trial.state, Trial.params, Trial.objective, Trial.started_at,
+                Trial.ended_at]  # fmt: skip
+        with self.engine.connect() as conn:
+            q = select(*cols).where(Trial.experiment_id == experiment_id)  # type: ignore[call-overload]
+            if ended_since is not None:
+                q = q.where(or_(Trial.ended_at.is_(None), Trial.ended_at >= ended_since))  # type: ignore[union-attr,operator]
+            return list(conn.execute(q.order_by(Trial.number)))
+
+    def trials_fingerprint(self, experiment_id: int) -> tuple[Any, ...]:
+        """Changes whenever a trial is added, starts, ends or gets another attempt."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(  # type: ignore[call-overload]
+                    func.count(),
+                    func.count(Trial.started_at),
+                    func.count(Trial.ended_at),
+                    func.max(Trial.started_at),
+                    func.max(Trial.ended_at),
+                    func.sum(Trial.attempt),
+                ).where(Trial.experiment_id == experiment_id)
+            ).one()
+            return tuple(row)
+
+    def trials_sorted(
+        self,
+        experiment_id: int,
+        *,
+        sort: str = "number",
+        descending: bool = False,
+        offset: int = 0,
+        limit: int = 50,
+        states: Iterable[str] | None = None,
+    ) -> tuple[list[Trial], int]:
+        """A page of trials in any column order (the dashboard table) and the total that matches."""
+        column = {
+            "number": Trial.number,
+            "state": Trial.state,
+            "objective": Trial.objective,
+            "started": Trial.started_at,
+            "ended": Trial.ended_at,
+            "worker": Trial.worker,
+            "attempt": Trial.attempt,
+        }[sort]
+        where = [Trial.experiment_id == experiment_id]
+        if states is not None:
+            where.append(Trial.state.in_(list(states)))  # type: ignore[attr-defined]
+        order = column.desc() if descending else column.asc()  # type: ignore[union-attr]
+        with self.session() as s:
+            total = s.exec(select(func.count()).select_from(Trial).where(*where)).one()
+            q = (
+                select(Trial)
+                .where(*where)
+                .order_by(column.is_(None), order, Trial.number)  # type: ignore[union-attr]
+                .offset(offset)
+                .limit(limit)
+            )
+            return list(s.exec(q)), int(total)
+
+    def metric_points_of(self, trial_ids: Iterable[int]) -> dict[int, list[MetricPoint]]:
+        """Points of the current attempt of each of these trials, in order."""
+        wanted = list(trial_ids)
+        out: dict[int, list[MetricPoint]] = {i: [] for i in wanted}
+        if not wanted:
+            return out
+        with self.session() as s:
+            q = (
+                select(MetricPoint, Trial.attempt)
+                .join(Trial, Trial.id == MetricPoint.trial_id)  # type: ignore[arg-type]
+                .where(MetricPoint.trial_id.in_(wanted))  # type: ignore[attr-defined]
+                .order_by(MetricPoint.trial_id, MetricPoint.seq)
+            )
+            for point, attempt in s.exec(q):
+                if point.attempt == attempt:
+                    out[point.trial_id].append(point)
+        return out
 
     def trials_by_ids(self, ids: Iterable[int]) -> dict[int, Trial]:
         wanted = list(ids)
@@ -426,13 +513,18 @@ class Store:
             return list(s.exec(q))
 
     def mark_started(
-        self, trial_id: int, attempt: int, worker: str | None, started_at: datetime | None
+        self,
+        trial_id: int,
+        attempt: int,
+        worker: str | None,
+        started_at: datetime | None,
+        gpus: str | None = None,
     ) -> bool:
         with self.session() as s:
             res = s.execute(
                 update(Trial)
                 .where(Trial.id == trial_id, Trial.attempt == attempt, Trial.state == TrialState.QUEUED)
-                .values(state=TrialState.RUNNING, worker=worker, started_at=started_at or utcnow())
+                .values(state=TrialState.RUNNING, worker=worker, started_at=started_at or utcnow(), gpus=gpus)
             )
             s.commit()
             return res.rowcount == 1

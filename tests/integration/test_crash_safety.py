@@ -42,6 +42,7 @@ def _worker(redis_url: str, folder: Path, name: str, queue: str, **env: str) -> 
         log_path=folder / f"{name}.log",
         worker_dir=folder / name,
         name=f"{name}@%h",
+        gpus=["0"] if queue != "trials.cpu" else [],  # a fake GPU: GPU queues need one
     ).start()
     deadline = time.monotonic() + 60
     while " ready." not in worker.log_tail(50):

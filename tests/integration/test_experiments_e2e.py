@@ -205,7 +205,9 @@ def test_trial_sees_the_wmla_contract_and_none_of_our_settings(store: Store, set
 def test_two_resource_classes_land_only_on_their_workers(
     store: Store, settings: Settings, redis_url: str, tmp_path
 ) -> None:
-    gpu_worker: LocalWorker = start_worker(redis_url, tmp_path / "gpu", "test-a100@%h", ["trials.a100.x1"], 2)
+    gpu_worker: LocalWorker = start_worker(
+        redis_url, tmp_path / "gpu", "test-a100@%h", ["trials.a100.x1"], 2, gpus=["0", "1"], gpu_type="a100"
+    )
     try:
         cpu = submit_quad(store, quad_spec(max_trials=6, max_parallel=2, space=_space(**SLEEPY)))
         gpu_spec = quad_spec(

@@ -98,6 +98,7 @@ def test_one_gpu_trials_fill_every_gpu_without_sharing(
     assert {r["cuda"] for r in records} == {"0", "1", "2", "3"}
     _assert_never_shared(records)
     assert "it waits for them" not in h100_worker.log_tail(2000)  # never took a task it could not start
+    assert {t.gpus for t in store.trials(exp.id)} == {"0", "1", "2", "3"}  # recorded per trial
 
 
 def test_mixed_sizes_get_disjoint_gpus(

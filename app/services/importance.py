@@ -1,0 +1,72 @@
+"""Parameter importance from finished trials: how much of the objective's variance each parameter explains.
+
+For each parameter, trials are grouped (numeric values into up to `bins` quantile bins, categories by
+value) and the correlation ratio eta^2 = between-group variance / total variance is computed, less
+what as many random groups would explain by chance (epsilon^2); the scores are then normalized to
+sum to 1. It is a marginal measure (like optuna's fANOVA importances
+without the interactions): cheap enough to run on every dashboard refresh of a 10,000-trial
+experiment, and honest about what it is. Fewer than `min_trials` results give no importances.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def _groups(values: Sequence[Any], bins: int) -> np.ndarray:
+    """A group number per value: its quantile bin for numbers, its category otherwise."""
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    if numeric:
+        arr = np.asarray(values, dtype=float)
+        if len(np.unique(arr)) > bins:
+            ranks = np.empty(len(arr), dtype=np.int64)
+            ranks[np.argsort(arr, kind="stable")] = np.arange(len(arr))
+            return ranks * bins // len(arr)
+    _, codes = np.unique(np.asarray([repr(v) for v in values]), return_inverse=True)
+    return codes
+
+
+def eta_squared(values: Sequence[Any], objective: Sequence[float], bins: int = 10) -> float:
+    y = np.asarray(objective, dtype=float)
+    n = len(y)
+    total = float(((y - y.mean()) ** 2).sum())
+    if total <= 0:
+        return 0.0
+    groups = _groups(values, bins)
+    counts = np.bincount(groups)
+    sums = np.bincount(groups, weights=y)
+    present = counts > 0
+    between = float((counts[present] * (sums[present] / counts[present] - y.mean()) ** 2).sum())
+    k = int(present.sum())
+    if k < 2 or n <= k:
+        return max(0.0, min(1.0, between / total))
+    # epsilon^2: eta^2 less what `k` random groups explain by chance, so noise scores ~0
+    within_mean_square = (total - between) / (n - k)
+    return max(0.0, min(1.0, (between - (k - 1) * within_mean_square) / total))
+
+
+def importances(
+    params: Sequence[dict[str, Any]],
+    objective: Sequence[float],
+    names: Sequence[str],
+    *,
+    bins: int = 10,
+    min_trials: int = 4,
+) -> list[dict[str, Any]]:
+    """[{name, importance}] sorted high to low; [] with fewer than `min_trials` finite results."""
+    rows = [(p, y) for p, y in zip(params, objective, strict=True) if y is not None and math.isfinite(y)]
+    if len(rows) < min_trials:
+        return []
+    raw = {}
+    for name in names:
+        present = [(p[name], y) for p, y in rows if name in p and p[name] is not None]
+        if len(present) < min_trials:
+            continue
+        raw[name] = eta_squared([v for v, _ in present], [y for _, y in present], bins)
+    total = sum(raw.values())
+    out = [{"name": n, "importance": (v / total if total > 0 else 0.0)} for n, v in raw.items()]
+    return sorted(out, key=lambda d: -d["importance"])
