@@ -49,6 +49,7 @@ from app.client import (
     normalize_url,
     save_credentials,
 )
+from app.client import parse_time as _when
 from app.spec import SpecError, load_spec
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_SERVER, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
@@ -123,16 +124,6 @@ def _print_json(data: Any) -> None:
 
 
 # --- formatting ------------------------------------------------------------------------------
-def _when(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def _span(seconds: float) -> str:
     seconds = max(0.0, seconds)
     if seconds < 60:

@@ -20,22 +20,13 @@ from rich.table import Table
 from rich.text import Text
 
 from app.client import DONE_STATES, HpoApiError, HpoClient
+from app.client import parse_time as _when
 
 EXIT_FINISHED, EXIT_UNSUCCESSFUL = 0, 1
 
 
 def exit_code(state: str) -> int:
     return EXIT_FINISHED if state == "FINISHED" else EXIT_UNSUCCESSFUL
-
-
-def _when(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _span(seconds: float) -> str:

@@ -32,6 +32,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -61,6 +62,17 @@ LOGIN_HINT = "run `hpo login URL` to get a new token"
 
 
 # --- errors ----------------------------------------------------------------------------------
+def parse_time(value: str | None) -> datetime | None:
+    """An API timestamp (ISO 8601; naive ones are UTC), None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 class HpoError(Exception):
     """A problem found on this side: no server configured, a model folder missing, ..."""
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+import yaml
 
 from app.codepack import pack_directory
 from app.config import Settings
@@ -30,6 +31,16 @@ QUAD = FIXTURES / "quad"
 
 def quad_spec(**overrides: Any) -> ExperimentSpec:
     """A native spec over the quad fixture; keyword arguments override top-level keys."""
+    return parse_spec(quad_spec_data(**overrides))
+
+
+def quad_spec_file(path: Path, **overrides: Any) -> Path:
+    """The same spec as a YAML file, for the client and the CLI."""
+    path.write_text(yaml.safe_dump(quad_spec_data(**overrides)))
+    return path
+
+
+def quad_spec_data(**overrides: Any) -> dict[str, Any]:
     data: dict[str, Any] = {
         "model": {"main": "train.py", "args": ["--flag", "value with space"]},
         "algorithm": {"name": "random", "seed": 1},
@@ -43,7 +54,7 @@ def quad_spec(**overrides: Any) -> ExperimentSpec:
         },
     }
     data.update(overrides)
-    return parse_spec(data)
+    return data
 
 
 def submit_quad(store: Store, spec: ExperimentSpec, code_dir: Path = QUAD) -> Experiment:

@@ -8,11 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from app.client import HpoClient
 from tests.conftest import LiveServer
-from tests.helpers import QUAD
+from tests.helpers import QUAD, quad_spec_file
 
 
 def _until(what: str, check: Callable[[], Any], timeout_s: float = 60) -> Any:
@@ -32,21 +31,18 @@ def _until(what: str, check: Callable[[], Any], timeout_s: float = 60) -> Any:
 @pytest.fixture()
 def running(live_server: LiveServer, tmp_path: Path) -> str:
     """An 8-trial experiment of alice's, 2 at a time, each trial ~4 s: running while the test looks."""
-    spec = {
-        "name": f"dash-{int(time.time() * 1000)}",
-        "model": {"main": "train.py"},
-        "algorithm": {"name": "random", "seed": 3},
-        "objective": {"metric": "loss", "direction": "minimize"},
-        "max_trials": 8,
-        "max_parallel": 2,
-        "space": {
+    path = quad_spec_file(
+        tmp_path / "spec.yaml",
+        name=f"dash-{int(time.time() * 1000)}",
+        model={"main": "train.py"},
+        algorithm={"name": "random", "seed": 3},
+        max_trials=8,
+        space={
             "x": {"type": "float", "low": 0.0, "high": 1.0},
             "c": {"type": "categorical", "choices": ["a", "b"]},
             "sleep": {"type": "categorical", "choices": [4.0]},
         },
-    }
-    path = tmp_path / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec))
+    )
     with HpoClient(live_server.url, user="alice", password=live_server.users["alice"]) as client:
         return client.submit(path, QUAD)["name"]
 

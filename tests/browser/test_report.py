@@ -9,31 +9,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from app.client import HpoClient
 from tests.conftest import LiveServer
-from tests.helpers import QUAD
+from tests.helpers import QUAD, quad_spec_file
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_report_is_self_contained_and_draws(browser: Any, live_server: LiveServer, tmp_path: Path) -> None:
-    spec = {
-        "name": "report-quad",
-        "model": {"main": "train.py"},
-        "algorithm": {"name": "tpe", "seed": 5},
-        "objective": {"metric": "loss", "direction": "minimize"},
-        "max_trials": 6,
-        "max_parallel": 2,
-        "space": {
-            "x": {"type": "float", "low": 0.0, "high": 1.0},
-            "y": {"type": "float", "low": 0.0, "high": 1.0},
-        },
-    }
-    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    path = quad_spec_file(
+        tmp_path / "spec.yaml",
+        name="report-quad",
+        model={"main": "train.py"},
+        algorithm={"name": "tpe", "seed": 5},
+        space={name: {"type": "float", "low": 0.0, "high": 1.0} for name in ("x", "y")},
+    )
     with HpoClient(live_server.url, user="bob", password=live_server.users["bob"]) as client:
-        client.submit(tmp_path / "spec.yaml", QUAD)
+        client.submit(path, QUAD)
         assert client.wait("report-quad", poll_s=0.3, timeout_s=90)["state"] == "FINISHED"
     env = {k: v for k, v in os.environ.items() if not k.startswith("HPO_")}
     env.update(HPO_URL=live_server.url, HPO_USER="bob", HPO_PASSWORD=live_server.users["bob"],

@@ -20,32 +20,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from app.client import HpoClient
 from tests.conftest import LiveServer
-from tests.helpers import QUAD
+from tests.helpers import QUAD, quad_spec_file
 
 ROOT = Path(__file__).resolve().parents[2]
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def _spec(path: Path, **overrides: Any) -> Path:
-    data: dict[str, Any] = {
-        "model": {"main": "train.py"},
-        "algorithm": {"name": "random", "seed": 11},
-        "objective": {"metric": "loss", "direction": "minimize"},
-        "max_trials": 4,
-        "max_parallel": 2,
-        "space": {
-            "x": {"type": "float", "low": 0.0, "high": 1.0},
-            "c": {"type": "categorical", "choices": ["a", "b"]},
-            "sleep": {"type": "categorical", "choices": [3.0]},
-        },
+    space = {
+        "x": {"type": "float", "low": 0.0, "high": 1.0},
+        "c": {"type": "categorical", "choices": ["a", "b"]},
+        "sleep": {"type": "categorical", "choices": [3.0]},
     }
-    data.update(overrides)
-    path.write_text(yaml.safe_dump(data))
-    return path
+    options: dict[str, Any] = {"model": {"main": "train.py"}, "algorithm": {"name": "random", "seed": 11},
+                               "max_trials": 4, "space": space}  # fmt: skip
+    return quad_spec_file(path, **{**options, **overrides})
 
 
 @pytest.fixture()
