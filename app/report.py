@@ -25,6 +25,12 @@ def _cell(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
+def _plot_panels() -> str:
+    """The dashboard page's own plot panels, so the report lays them out the same way."""
+    page = (STATIC / "index.html").read_text()
+    return page.split("<!-- plots:begin -->", 1)[1].split("<!-- plots:end -->", 1)[0].strip()
+
+
 def render(dashboard: dict[str, Any], best_trials: list[dict[str, Any]]) -> str:
     exp = dashboard["experiment"]
     counts = exp.get("counts", {})
@@ -52,12 +58,7 @@ def render(dashboard: dict[str, Any], best_trials: list[dict[str, Any]]) -> str:
 </head><body><main>
 <h1>{html.escape(exp["name"])}</h1>
 <table class="grid" id="summary">{rows}</table>
-<div class="plots">
-  <div class="plot"><h2>Optimization history</h2><div id="history" class="chart"></div></div>
-  <div class="plot"><h2>Learning curves</h2><div id="curves" class="chart"></div></div>
-  <div class="plot wide"><h2>Parallel coordinates</h2><div id="parallel" class="chart"></div></div>
-  <div class="plot"><h2>Parameter importance</h2><div id="importance" class="chart"></div></div>
-</div>
+{_plot_panels()}
 <h2>Best trials</h2>
 <table class="grid" id="best-trials"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
 </main>
