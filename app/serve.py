@@ -3,6 +3,7 @@ stopped together (a private Redis unless HPO_BROKER_URL is set)."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -26,6 +27,10 @@ class ServeOptions:
     ssl_keyfile: str | None = None
     ssl_certfile: str | None = None
     drain_s: float = 20.0
+
+
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def serve(options: ServeOptions, settings: Settings) -> int:
@@ -54,9 +59,15 @@ def serve(options: ServeOptions, settings: Settings) -> int:
             ssl_certfile=options.ssl_certfile,
             proxy_headers=True,
         )
+        # uvicorn captures SIGTERM, shuts down, then raises it again with the handler it found: with
+        # the default one the process would die here, leaving the workers and Redis it started.
+        previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
         try:
             uvicorn.Server(config).run()  # until SIGINT/SIGTERM
+        except SystemExit:
+            pass  # SIGTERM: stop like Ctrl-C
         finally:
+            signal.signal(signal.SIGTERM, previous)
             stop.set()
             thread.join(timeout=60)
             # Shutting down: trials in flight stop; `hpo restart NAME` continues an experiment later.
