@@ -1,14 +1,17 @@
 """A PyTorch MLP on scikit-learn's bundled digits, written to the WMLA HPO training contract.
 
-- reads hyperparameters from ./config.json (defaults when it is absent, so it also runs alone);
-  `epochs` there (Hyperband's budget, or a scheduler's resource) wins over --epochs;
+`plain_train.py` is this script before it was made tunable; `diff -u plain_train.py train.py`
+shows the changes (docs/guide.md walks through them):
+- reads hyperparameters from ./config.json (or --config PATH; defaults when it is absent, so it
+  also runs alone); `epochs` there (Hyperband's budget, or a scheduler's resource) wins over --epochs;
+- reads its data from $DATA_DIR, writes its model to $RESULT_DIR and its history to $LOG_DIR;
 - after every epoch rewrites $RESULT_DIR/val_dict_list.json, a list of {"steps", "loss",
   "accuracy"}: the service streams new points as they appear, so ASHA or the median rule can stop a
   poor trial early, and the final file is the WMLA result;
-- saves its state to $CHECKPOINT_DIR after every epoch and resumes from it: a Hyperband rung that
-  continues a configuration trains only the epochs the previous rung did not;
+- in a trial, saves its state to $CHECKPOINT_DIR after every epoch and resumes from it: a Hyperband
+  rung that continues a configuration trains only the epochs the previous rung did not;
 - logs to stdout (the service stores it as the trial's outlog).
-Run it directly: `python train.py --epochs 5`.
+Run it directly: `python train.py --epochs 5`, or `python train.py --config best.json`.
 """
 
 from __future__ import annotations
@@ -28,13 +31,21 @@ from torch import nn
 torch.set_num_threads(1)  # trials share the machine's cores
 
 
-def load_config() -> dict:
-    path = Path("config.json")
-    return json.loads(path.read_text()) if path.exists() else {}
+def load_config(path: str) -> dict:
+    """The trial's hyperparameters: the service writes config.json in the working directory."""
+    return json.loads(Path(path).read_text()) if Path(path).exists() else {}
 
 
-def data(seed: int) -> tuple[torch.Tensor, ...]:
-    x, y = load_digits(return_X_y=True)
+def load_data(data_file: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Arrays x (n, 64) and y (n,) from an .npz file when there is one, else the bundled digits."""
+    if data_file.exists():
+        arrays = np.load(data_file)
+        return arrays["x"], arrays["y"]
+    return load_digits(return_X_y=True)
+
+
+def data(data_file: Path, seed: int) -> tuple[torch.Tensor, ...]:
+    x, y = load_data(data_file)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.33, stratify=y, random_state=seed)
     mean, std = x_train.mean(0), x_train.std(0)
     std[std < 1e-3] = 1.0  # constant pixels stay 0 instead of exploding
@@ -46,30 +57,34 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
-    args, _ = parser.parse_known_args()  # other launcher-passed flags (e.g. IBM data paths) are ignored
+    parser.add_argument("--config", default="config.json", help="hyperparameters (JSON)")
+    args, _ = parser.parse_known_args()
 
-    hp = load_config()
+    hp = load_config(args.config)
     lr = float(hp.get("learning_rate", 0.01))
     batch_size = int(hp.get("batch_size", 64))
     hidden = int(hp.get("hidden_size", 64))
     opt_name = str(hp.get("optimizer", "adam"))
     epochs = int(hp.get("epochs", args.epochs))
-    result_dir = Path(os.environ.get("RESULT_DIR", "."))
-    checkpoint = Path(os.environ.get("CHECKPOINT_DIR", result_dir)) / "digits.pt"
+    data_file = Path(os.environ.get("DATA_DIR", "data")) / "digits.npz"  # DLI_DATA_FS[/data_path]
+    result_dir = Path(os.environ.get("RESULT_DIR", "."))  # this trial's own folder
+    log_dir = Path(os.environ.get("LOG_DIR", "."))  # RESULT_DIR/log, next to its stdout and stderr
     print(
         f"config: lr={lr} batch_size={batch_size} hidden={hidden} optimizer={opt_name} epochs={epochs}",
         flush=True,
     )
 
     torch.manual_seed(args.seed)
-    x_train, y_train, x_test, y_test = data(args.seed)
-    model = nn.Sequential(nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+    x_train, y_train, x_test, y_test = data(data_file, args.seed)
+    model = nn.Sequential(nn.Linear(x_train.shape[1], hidden), nn.ReLU(), nn.Linear(hidden, 10))
     optimizers = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "rmsprop": torch.optim.RMSprop}
     optimizer = optimizers[opt_name](model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
 
     points: list[dict] = []
-    if checkpoint.exists():  # an earlier rung of this configuration: continue where it stopped
+    checkpoint_dir = os.environ.get("CHECKPOINT_DIR")  # set in trials; Hyperband's rungs share it
+    checkpoint = Path(checkpoint_dir) / "digits.pt" if checkpoint_dir else None
+    if checkpoint and checkpoint.exists():  # an earlier rung of this configuration: continue there
         state = torch.load(checkpoint)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -94,12 +109,15 @@ def main() -> None:
         points.append({"steps": epoch, "loss": loss, "accuracy": accuracy})
         took = time.perf_counter() - start
         print(f"epoch {epoch}: loss={loss:.4f} accuracy={accuracy:.4f} ({took:.2f}s)", flush=True)
-        (result_dir / "val_dict_list.json").write_text(json.dumps(points))
-        torch.save(
-            {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "points": points}, checkpoint
-        )
+        with (log_dir / "history.jsonl").open("a") as fh:
+            fh.write(json.dumps({**points[-1], "seconds": round(took, 3)}) + "\n")
+        (result_dir / "val_dict_list.json").write_text(json.dumps(points))  # every epoch: early stopping
+        if checkpoint:
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "points": points}
+            torch.save(state, checkpoint)
 
-    (result_dir / "val_dict_list.json").write_text(json.dumps(points))
+    torch.save(model.state_dict(), result_dir / "model.pt")
+    (result_dir / "val_dict_list.json").write_text(json.dumps(points))  # the WMLA result
 
 
 if __name__ == "__main__":

@@ -32,3 +32,12 @@ def test_early_stopping_examples_parse() -> None:
     assert asha.scheduler is not None
     assert asha.scheduler.type == "asha" and asha.scheduler.resource == "epochs"
     assert asha.warnings == () and hyperband.warnings == ()
+
+
+def test_guide_specs_parse() -> None:
+    full, quick = load_spec(DIGITS / "experiment.yaml"), load_spec(DIGITS / "quick.yaml")
+    assert quick.space == full.space and quick.objective == full.objective  # the same search, smaller
+    assert quick.limits.max_trials == 4 and quick.model.args == ("--epochs", "2") and quick.warnings == ()
+    broken = load_spec(DIGITS / "experiment_broken.yaml")
+    assert broken.algorithm.name == "grid" and broken.warnings == ()
+    assert "lbfgs" in broken.space["optimizer"].choices  # the value train.py does not know
