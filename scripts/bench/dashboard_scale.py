@@ -17,6 +17,7 @@ coordinates are capped at 1,000 rows and include the best trial, the table's ord
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import random
 import sys
@@ -177,7 +178,8 @@ def main() -> int:
         "After a trial ended, only the trials that have not ended or ended since the last read are "
         "read again, and the aggregates recomputed from the cached rows.",
         "",
-        f"Machine: {platform.machine()}, Python {platform.python_version()}, "
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.1f} at the end (other work on the machine slows every row), "
         f"`scripts/bench/dashboard_scale.py --trials {args.trials} --reps {args.reps}`.",
     ]
     text = "\n".join(lines)
