@@ -19,15 +19,18 @@ import numpy as np
 
 def _groups(values: Sequence[Any], bins: int) -> np.ndarray:
     """A group number per value: its quantile bin for numbers, its category otherwise."""
-    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-    if numeric:
+    kinds = {type(v) for v in values}
+    if kinds <= {int, float}:
         arr = np.asarray(values, dtype=float)
         if len(np.unique(arr)) > bins:
             ranks = np.empty(len(arr), dtype=np.int64)
             ranks[np.argsort(arr, kind="stable")] = np.arange(len(arr))
             return ranks * bins // len(arr)
-    _, codes = np.unique(np.asarray([repr(v) for v in values]), return_inverse=True)
-    return codes
+        return np.unique(arr, return_inverse=True)[1].reshape(-1)
+    if kinds == {str}:
+        return np.unique(np.asarray(values), return_inverse=True)[1].reshape(-1)
+    codes: dict[str, int] = {}
+    return np.fromiter((codes.setdefault(repr(v), len(codes)) for v in values), np.int64, len(values))
 
 
 def eta_squared(values: Sequence[Any], objective: Sequence[float], bins: int = 10) -> float:
@@ -58,15 +61,15 @@ def importances(
     min_trials: int = 4,
 ) -> list[dict[str, Any]]:
     """[{name, importance}] sorted high to low; [] with fewer than `min_trials` finite results."""
-    rows = [(p, y) for p, y in zip(params, objective, strict=True) if y is not None and math.isfinite(y)]
-    if len(rows) < min_trials:
+    keep = [i for i, y in enumerate(objective) if y is not None and math.isfinite(y)]
+    if len(keep) < min_trials:
         return []
     raw = {}
     for name in names:
-        present = [(p[name], y) for p, y in rows if name in p and p[name] is not None]
+        present = [i for i in keep if params[i].get(name) is not None]
         if len(present) < min_trials:
             continue
-        raw[name] = eta_squared([v for v, _ in present], [y for _, y in present], bins)
+        raw[name] = eta_squared([params[i][name] for i in present], [objective[i] for i in present], bins)
     total = sum(raw.values())
     out = [{"name": n, "importance": (v / total if total > 0 else 0.0)} for n, v in raw.items()]
     return sorted(out, key=lambda d: -d["importance"])

@@ -98,6 +98,7 @@ def main() -> int:
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     deep = max(args.trials - 1000, 0)
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         store, facts = build_store(home, args.trials)
@@ -171,15 +172,17 @@ def main() -> int:
         lines.append(f"| {label} | {ms} | {r['n']} | {r['bytes'] / 1024:.1f} |")
     lines += [
         "",
-        "Cold is what the first viewer pays after a trial changed: every trial row read once, then "
-        "downsampled (history: every improvement plus an even sample, at most 1,500 points; parallel "
-        "coordinates: the best 500 and an even sample of the rest). Warm is every other refresh: a "
-        "fingerprint query (count, starts, ends, attempts) and the learning curves of at most 24 trials. "
-        "After a trial ended, only the trials that have not ended or ended since the last read are "
-        "read again, and the aggregates recomputed from the cached rows.",
+        "Cold is what the first viewer pays after the API starts: every trial row read once into columns "
+        "(numpy arrays), then the plots computed as vectorized passes and downsampled (history: every "
+        "improvement plus an even sample, at most 1,500 points; parallel coordinates: the best 500 and an "
+        "even sample of the rest). After a trial ended, only the trials that have not ended or ended since "
+        "the last read are read again and written into a copy of the columns, and the plots recomputed "
+        "from those. Warm is every refresh in between: a fingerprint query (count, starts, ends, "
+        "attempts) and the learning curves of at most 24 trials.",
         "",
         f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"load average {os.getloadavg()[0]:.1f} at the end (other work on the machine slows every row), "
+        f"load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after (1 min; other work on "
+        "the machine slows every row), "
         f"`scripts/bench/dashboard_scale.py --trials {args.trials} --reps {args.reps}`.",
     ]
     text = "\n".join(lines)
