@@ -44,6 +44,10 @@ class TrialTask(BaseModel):
     gpus: int = 0
     launcher: Literal["python", "torchrun"] = "torchrun"  # how a multi-GPU trial starts
     checkpoint_key: str | None = None  # rungs of one configuration share its checkpoint
+    # How the worker starts the script (native model.mode / model.preload; docs/trial-modes.md).
+    # Workers that predate these fields ignore them and run a subprocess, which is always correct.
+    mode: Literal["subprocess", "forkserver"] = "subprocess"
+    preload: list[str] = Field(default_factory=list)
 
 
 EventKind = Literal["started", "metric", "finished"]

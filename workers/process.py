@@ -1,7 +1,8 @@
 """Start a trial in its own process group and kill the whole group; remember groups on disk.
 
 The registry (one file per live group under `<worker dir>/pgids`) lets `hpo run` and a restarted
-worker kill training processes that outlived a crashed worker.
+worker kill training processes that outlived a crashed worker. A trial is a `subprocess.Popen`
+or a workers.forkserver.ForkedTrial: both are `Trial`s here.
 """
 
 from __future__ import annotations
@@ -15,11 +16,22 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Protocol
 
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+class Trial(Protocol):
+    """What the runner needs of a started trial (subprocess.Popen has it)."""
+
+    pid: int
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+def die_with_parent() -> None:  # runs in the child between fork and exec
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -37,7 +49,7 @@ def spawn(
             stdout=out,
             stderr=err,
             start_new_session=True,  # own session => own process group, killed as a whole
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
 
 
@@ -51,7 +63,7 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
-def kill_group(pgid: int, grace_s: float, leader: subprocess.Popen[bytes] | None = None) -> None:
+def kill_group(pgid: int, grace_s: float, leader: Trial | None = None) -> None:
     """SIGTERM the group, wait up to `grace_s`, then SIGKILL whatever is left. With our own
     `leader`, it is reaped while waiting: an unreaped leader would keep the group "alive"."""
     try:
@@ -69,7 +81,7 @@ def kill_group(pgid: int, grace_s: float, leader: subprocess.Popen[bytes] | None
         os.killpg(pgid, signal.SIGKILL)
 
 
-def stop_process(proc: subprocess.Popen[bytes], grace_s: float) -> int:
+def stop_process(proc: Trial, grace_s: float) -> int:
     kill_group(proc.pid, grace_s, leader=proc)
     return proc.wait()
 
@@ -79,8 +91,11 @@ class GroupRegistry:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
 
-    def add(self, pgid: int, label: str) -> None:
-        (self.folder / str(pgid)).write_text(label)
+    def add(self, pgid: int, label: str, *, forked: bool = False) -> None:
+        """`label` (the exec id); for a forked trial, whose /proc environ does not show its exec id,
+        also the leader's start time (with the pid, unique)."""
+        started = start_time(pgid) if forked else None
+        (self.folder / str(pgid)).write_text(label if started is None else f"{label}\nstart={started}")
 
     def remove(self, pgid: int) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -97,17 +112,30 @@ class GroupRegistry:
             if not entry.name.isdigit():
                 continue
             pgid = int(entry.name)
-            if group_alive(pgid) and _is_trial_group(pgid, entry.read_text().strip()):
+            label, _, started = entry.read_text().strip().partition("\nstart=")
+            if group_alive(pgid) and _is_trial_group(pgid, label, started or None):
                 kill_group(pgid, grace_s)
                 killed.append(pgid)
             self.remove(pgid)
         return killed
 
 
-def _is_trial_group(pgid: int, exec_id: str) -> bool:
+def start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (with its pid, unique); None if unknown."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _is_trial_group(pgid: int, exec_id: str, started: str | None = None) -> bool:
+    """A forked trial (workers.forkserver) keeps the server's /proc environ: its leader is known
+    by its start time; processes it exec'd, and subprocess trials, carry DLI_EXECID."""
     proc = Path("/proc")
     if not proc.is_dir():
         return True  # no way to check: trust the registry
+    if started is not None and start_time(pgid) == started:
+        return True
     marker = f"DLI_EXECID={exec_id}\0".encode()
     for entry in proc.iterdir():
         if not entry.name.isdigit():

@@ -1,5 +1,8 @@
 """Run one trial attempt: directory, config.json, environment, subprocess, logs, metrics, report.
 
+The process is `python main args` (mode "subprocess"), or with mode "forkserver" a fork of a
+pre-warmed server (workers.forkserver) set up the same way; either leads its own process group.
+
 Layout (WMLA §3.1), RESULT_DIR = <worker dir>/results/<user>/batchworkdir/<exec id>:
     _submitted_code/<model dir>/   the unpacked code; the process's cwd; config.json goes here
     log/stdout, log/stderr          LOG_DIR: the script's output
@@ -44,7 +47,8 @@ from workers import metrics
 from workers.checkpoints import checkpoint_dir, restore, ship
 from workers.codecache import CodeUnavailable, fetch_code
 from workers.environment import cpu_count, secrets_of, trial_env
-from workers.process import GroupRegistry, spawn, stop_process
+from workers.forkserver import ForkServerError, ForkServers, unsupported
+from workers.process import GroupRegistry, Trial, spawn, stop_process
 from workers.results import tail, zip_results
 
 log = logging.getLogger("hpo.worker")
@@ -84,6 +88,7 @@ class TrialRunner:
         self.registry = GroupRegistry(root / "pgids")
         self._devices: list[str] = []
         self._on_spawn: Callable[[int], None] | None = None
+        self._forkservers: ForkServers | None = None
 
     # --- the whole attempt -----------------------------------------------------------
     def run(
@@ -207,18 +212,60 @@ class TrialRunner:
         )
         return cwd, env
 
+    def _start(
+        self, task: TrialTask, cwd: Path, env: dict[str, str], log_dir: Path
+    ) -> tuple[Trial, list[str]]:
+        """The trial's process, forked by a pre-warmed server when asked and possible (then noted)."""
+        python = self.settings.worker_python or sys.executable
+        command = launch_command(python, task, len(self._devices))
+        out, err = log_dir / "stdout", log_dir / "stderr"
+        if task.mode == "forkserver":
+            why = unsupported()
+            if why is None and command != [python, task.main, *task.args]:
+                why = "a multi-GPU trial starts under torchrun"
+            if why is None:
+                try:
+                    trial = self.forkservers.spawn(python, task.preload, main=task.main, args=task.args,
+                                                   cwd=cwd, env=env, stdout=out, stderr=err,
+                                                   tick=lambda: self._renew_lease(task))  # fmt: skip
+                    self.registry.add(trial.pid, task.exec_id, forked=True)
+                    return trial, []
+                except (ForkServerError, OSError) as exc:
+                    why = str(exc)
+            note = f"forkserver mode unavailable ({why}); ran the trial as a subprocess"
+            with err.open("a") as fh:
+                fh.write(f"hpo: {note}\n")
+            proc = spawn(command, cwd=cwd, env=env, stdout=out, stderr=err)
+            self.registry.add(proc.pid, task.exec_id)
+            return proc, [note]
+        proc = spawn(command, cwd=cwd, env=env, stdout=out, stderr=err)
+        self.registry.add(proc.pid, task.exec_id)
+        return proc, []
+
+    def _renew_lease(self, task: TrialTask) -> None:
+        """While a forkserver imports its preload (seconds for torch): this attempt is alive."""
+        with contextlib.suppress(RedisError):
+            self.redis.set(lease_key(task.exec_id, task.attempt), self.worker, ex=self._lease_ttl)
+
+    @property
+    def forkservers(self) -> ForkServers:
+        """This pool process's pre-warmed servers, started on first use, in the trials' base environment."""
+        if self._forkservers is None:
+            base = trial_env(
+                os.environ,
+                secrets=secrets_of([self.settings.broker_url, self.settings.database_url]),
+                wmla={},
+                cuda_visible_devices="",
+                extra={},
+                threads=cpu_count() // self.slots,
+            )
+            self._forkservers = ForkServers(base)
+        return self._forkservers
+
     def _execute(self, task: TrialTask, result_dir: Path) -> Outcome:
         cwd, env = self._prepare(task, result_dir)
-        python = self.settings.worker_python or sys.executable
         log_dir = result_dir / "log"
-        proc = spawn(
-            launch_command(python, task, len(self._devices)),
-            cwd=cwd,
-            env=env,
-            stdout=log_dir / "stdout",
-            stderr=log_dir / "stderr",
-        )
-        self.registry.add(proc.pid, task.exec_id)
+        proc, notes = self._start(task, cwd, env, log_dir)
         if self._on_spawn is not None:
             self._on_spawn(proc.pid)
         tracker = metrics.PointTracker(result_dir)
@@ -235,7 +282,7 @@ class TrialRunner:
             reason = _stop_reason(task, stopped)
             outcome = Outcome(status=status, reason=reason, exit_code=code, objective=objective,
                               points=outcome.points, summary=outcome.summary)  # fmt: skip
-        outcome.notes = self._ship_checkpoint(task, result_dir)
+        outcome.notes = notes + self._ship_checkpoint(task, result_dir)
         return outcome
 
     @staticmethod

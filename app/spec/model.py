@@ -14,6 +14,10 @@ from app.space import Config, SearchSpace
 
 Direction = Literal["minimize", "maximize"]
 Strategy = Literal["minimize", "maximize", "latest"]
+# How a worker starts a trial: a fresh interpreter (the WMLA contract), or a fork of a per-worker
+# process that imported `preload` once (docs/trial-modes.md).
+TrialMode = Literal["subprocess", "forkserver"]
+TRIAL_MODES = ("subprocess", "forkserver")
 
 # Built-in algorithms, canonical (lower-case) names.
 ALGORITHMS = ("random", "tpe", "bayesian", "grid", "hyperband")
@@ -61,6 +65,8 @@ class Launcher(BaseModel):
     data_path: str | None = None  # --cs-datastore-meta type=fs,data_path=P
     sig_name: str | None = None  # modelSpec.sigName
     options: dict[str, str] = Field(default_factory=dict)  # remaining launcher flags, verbatim
+    mode: TrialMode = "subprocess"  # native model.mode
+    preload: tuple[str, ...] = ()  # forkserver: modules imported once per worker process
 
 
 class Objective(BaseModel):

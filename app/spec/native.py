@@ -2,7 +2,8 @@
 
 ```yaml
 name: digits-tune
-model: {main: train.py, dir: digits, args: ["--epochs", "5"], data_path: mnist}
+model: {main: train.py, dir: digits, args: ["--epochs", "5"], data_path: mnist,
+        mode: forkserver, preload: [torch]}   # mode: subprocess (default) | forkserver
 algorithm: tpe                       # or {name: tpe, seed: 3, warm_up: 10, eta: 3}
 objective: {metric: accuracy, direction: maximize, additional: {loss: minimize}}
 max_trials: 20                       # null/-1 = unlimited
@@ -42,7 +43,15 @@ from app.spec.algorithms import (
     unknown_algorithm,
 )
 from app.spec.errors import Problem, SpecError
-from app.spec.model import Algorithm, ExperimentSpec, Launcher, Limits, Objective, ResourceRequest
+from app.spec.model import (
+    TRIAL_MODES,
+    Algorithm,
+    ExperimentSpec,
+    Launcher,
+    Limits,
+    Objective,
+    ResourceRequest,
+)
 from app.spec.reader import NAME_RE, NAME_RULE, Reader, fmt, show, validation_problems
 from app.spec.scheduler import native_scheduler
 from app.spec.wmla import DIRECTIONS, build_spec, check_step_power, optional_number
@@ -67,7 +76,8 @@ TOP_KEYS = (
     "space",
     "experiments",
 )
-MODEL_KEYS = ("main", "dir", "args", "data_path")
+MODEL_KEYS = ("main", "dir", "args", "data_path", "mode", "preload")
+MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 PARAM_TYPES = {
     "float": "float",
     "double": "float",
@@ -163,9 +173,35 @@ def _model(root: Reader) -> Launcher | None:
                 args.append(str(token))
     elif raw is not None:
         model.problem(f"must be a list of strings or one string, got {show(raw)}", "args")
+    mode = model.choice("mode", {m: m for m in TRIAL_MODES}) or "subprocess"
+    preload = _preload(model, mode)
     if main is None:
         return None
-    return Launcher(main=main, model_dir=model_dir, args=tuple(args), data_path=data_path)
+    return Launcher(
+        main=main, model_dir=model_dir, args=tuple(args), data_path=data_path, mode=mode, preload=preload
+    )
+
+
+def _preload(model: Reader, mode: str) -> tuple[str, ...]:
+    """model.preload: module names the forkserver imports once (a list, or one comma-separated string)."""
+    raw = model.get("preload")
+    if raw is None:
+        return ()
+    items = [s.strip() for s in raw.split(",") if s.strip()] if isinstance(raw, str) else raw
+    if not isinstance(items, list):
+        model.problem(f"must be a list of module names, got {show(raw)}", "preload")
+        return ()
+    names: list[str] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, str) or not MODULE_RE.fullmatch(item):
+            key = f"preload[{i}]" if isinstance(raw, list) else "preload"
+            model.problem(f"must be a module name like numpy or torch.nn, got {show(item)}", key)
+        elif item not in names:
+            names.append(item)
+    if names and mode != "forkserver":
+        model.warn(f"ignored {model.path_of('preload')}: used only with mode: forkserver")
+        return ()
+    return tuple(names)
 
 
 def _limits(root: Reader) -> Limits:

@@ -1,0 +1,200 @@
+"""Trial start-up cost: a fresh interpreter per trial (subprocess) against a fork of a pre-warmed server.
+
+Two measurements, each for a no-op script with and without `import torch`:
+  start     from the runner's decision to start (just before workers.process.spawn or
+            ForkServers.spawn) to the script's first line, and to the line after its imports;
+  trial     a whole no-op trial through TrialRunner.run (claim, events, code copy, config.json,
+            process, results, upload) against a real Redis (a private one unless --redis-url).
+The forkserver's own start (its preload) happens once per worker process and is shown apart.
+
+    .venv/bin/python scripts/bench/trial_start.py [--reps 20] [--torch-reps 8] [--write-docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+
+from app.broker import EmbeddedRedis  # noqa: E402
+from app.codepack import pack_directory, sha256  # noqa: E402
+from app.config import Settings  # noqa: E402
+from app.keys import code_key, events_stream  # noqa: E402
+from app.messages import CodeRef, TrialTask  # noqa: E402
+from scripts.bench.docs import replace_section  # noqa: E402
+from workers.forkserver import ForkServers  # noqa: E402
+from workers.process import spawn, stop_process  # noqa: E402
+from workers.runner import TrialRunner  # noqa: E402
+
+SCRIPT = """import time
+first = time.time()
+{imports}
+import json, os
+ready = time.time()
+with open(os.path.join(os.environ["RESULT_DIR"], "times.json"), "w") as fh:
+    json.dump({{"first": first, "ready": ready}}, fh)
+with open(os.path.join(os.environ["RESULT_DIR"], "val_dict_list.json"), "w") as fh:
+    json.dump([{{"steps": 1, "loss": 0.0}}], fh)
+"""
+# (label, mode, import torch in the script, preload)
+SCENARIOS = [
+    ("subprocess", "subprocess", False, ()),
+    ("forkserver", "forkserver", False, ()),
+    ("subprocess, script imports torch", "subprocess", True, ()),
+    ("forkserver, script imports torch, preload: [torch]", "forkserver", True, ("torch",)),
+]
+
+
+def _code(folder: Path, with_torch: bool) -> Path:
+    model = folder / ("torch_noop" if with_torch else "noop")
+    model.mkdir(parents=True, exist_ok=True)
+    (model / "train.py").write_text(SCRIPT.format(imports="import torch" if with_torch else ""))
+    return model
+
+
+def _quantiles(values: list[float]) -> tuple[float, float]:
+    ordered = sorted(values)
+    return statistics.median(ordered), ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
+
+
+def start_latency(
+    tmp: Path, servers: ForkServers, mode: str, model: Path, preload: tuple[str, ...], reps: int
+):
+    """(first-line latencies, ready latencies) in seconds."""
+    first, ready = [], []
+    for i in range(reps):
+        run = tmp / f"start-{mode}-{model.name}-{len(preload)}-{i}"
+        (run / "log").mkdir(parents=True)
+        env = {**servers.env, "RESULT_DIR": str(run)}
+        out, err = run / "log" / "stdout", run / "log" / "stderr"
+        decided = time.time()
+        if mode == "forkserver":
+            proc = servers.spawn(sys.executable, preload, main="train.py", args=[], cwd=model, env=env,
+                                 stdout=out, stderr=err)  # fmt: skip
+        else:
+            proc = spawn([sys.executable, "train.py"], cwd=model, env=env, stdout=out, stderr=err)
+        code = proc.wait(timeout=120)
+        stop_process(proc, 0.1)
+        if code != 0:
+            raise RuntimeError(f"{mode} trial failed: {err.read_text()}")
+        times = json.loads((run / "times.json").read_text())
+        first.append(times["first"] - decided)
+        ready.append(times["ready"] - decided)
+    return first, ready
+
+
+def whole_trials(
+    runner: TrialRunner, client: redis.Redis, model: Path, mode: str, preload: tuple[str, ...], reps: int
+) -> list[float]:
+    data = pack_directory(model, model.name)
+    digest = sha256(data)
+    client.hset(code_key(digest), mapping={"filename": f"{model.name}.modelDir.tar", "data": data})
+    walls = []
+    for i in range(reps):
+        exec_id = f"bench-{mode}-{model.name}-{len(preload)}-{i}-{time.time_ns()}"
+        task = TrialTask(
+            experiment=exec_id, trial_id=i, exec_id=exec_id, number=i, attempt=1, params={},
+            code=CodeRef(sha256=digest, filename=f"{model.name}.modelDir.tar"), main="train.py",
+            model_dir=model.name, objective_metric="loss", mode=mode, preload=list(preload),
+        )  # fmt: skip
+        started = time.perf_counter()
+        event = runner.run(task)
+        walls.append(time.perf_counter() - started)
+        if event is None or event.status != "ok" or event.notes:
+            raise RuntimeError(f"{mode} trial: {event and (event.status, event.reason, event.notes)}")
+        client.delete(events_stream(exec_id))
+    return walls
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=20, help="repetitions without torch")
+    parser.add_argument("--torch-reps", type=int, default=8, help="repetitions with import torch")
+    parser.add_argument("--redis-url", default=None)
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args()
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        embedded = None
+        url = args.redis_url
+        if url is None:
+            embedded = EmbeddedRedis(tmp / "redis").start()
+            url = embedded.url
+        client = redis.Redis.from_url(url)
+        settings = Settings(home=tmp / "home", broker_url=url, stop_poll_s=0.05)
+        runner = TrialRunner(settings, client, worker="bench/0", slots=2)
+        servers = ForkServers(runner.forkservers.env)
+        try:
+            for label, mode, with_torch, preload in SCENARIOS:
+                model = _code(tmp / "code", with_torch)
+                reps = args.torch_reps if with_torch else args.reps
+                server_start = None
+                if mode == "forkserver":  # the once-per-worker-process start, measured apart
+                    started = time.perf_counter()
+                    start_latency(tmp / "warm", servers, mode, model, preload, 1)
+                    server_start = time.perf_counter() - started
+                    whole_trials(runner, client, model, mode, preload, 1)
+                first, ready = start_latency(tmp, servers, mode, model, preload, reps)
+                walls = whole_trials(runner, client, model, mode, preload, reps)
+                row = (label, reps, _quantiles(first), _quantiles(ready), _quantiles(walls), server_start)
+                rows.append(row)
+                print(rows[-1], flush=True)
+        finally:
+            servers.close()
+            runner.forkservers.close()
+            if embedded:
+                embedded.stop()
+    load_after = Path("/proc/loadavg").read_text().split()[:3]
+    lines = [
+        "Start = from the runner's decision to start a trial to the script's first line, and to the line "
+        "after its imports (ready); trial = a whole no-op trial through `TrialRunner.run` (claim, events, "
+        "code copy, config.json, process, results zip and upload) on a real Redis. Median / p90 in ms. "
+        "Forkserver: one server per worker process, started once (its preload) and then forked per trial.",
+        "",
+        "| mode | reps | start: first line | start: ready | whole trial | server start (once) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, reps, first, ready, walls, server_start in rows:
+        once = "-" if server_start is None else f"{server_start * 1000:.0f}"
+        cells = [
+            f"{first[0] * 1000:.1f} / {first[1] * 1000:.1f}",
+            f"{ready[0] * 1000:.1f} / {ready[1] * 1000:.1f}",
+            f"{walls[0] * 1000:.0f} / {walls[1] * 1000:.0f}",
+        ]
+        lines.append(f"| {label} | {reps} | {' | '.join(cells)} | {once} |")
+    table = "\n".join(lines)
+    print(table)
+    print(f"load average before {' '.join(load_before)}, after {' '.join(load_after)}")
+    if args.write_docs:
+        note = (
+            f"Command: `.venv/bin/python scripts/bench/trial_start.py --reps {args.reps} --torch-reps "
+            f"{args.torch_reps} --write-docs`, {date.today()}, {os.cpu_count()} cores, "
+            f"{platform.machine()}, Linux {platform.release()}, Python {platform.python_version()}; "
+            "machine shared with other work, "
+            f"load average (1/5/15 min) {' '.join(load_before)} before, {' '.join(load_after)} after."
+        )
+        replace_section(
+            ROOT / "docs" / "benchmarks.md",
+            "trial_start",
+            "## Trial start-up: subprocess against forkserver",
+            table + "\n\n" + note,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

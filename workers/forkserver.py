@@ -1,0 +1,270 @@
+"""Pre-warmed trials: a per-worker-process server that imports `preload` once and forks each trial.
+
+`ForkServers` (one per TrialRunner, i.e. per pool process) keeps up to a few servers, one per
+(python, preload) pair, started lazily and restarted when one died. `ForkServers.spawn` returns a
+`ForkedTrial`, which has the part of Popen's interface the runner and workers.process use (`pid`,
+`poll`, `wait`, `returncode`): the trial leads its own process group like a subprocess trial, so
+stop, timeout, cancel and the group registry work unchanged. The server side is
+workers/forkserver_server.py; docs/trial-modes.md says what differs from a fresh interpreter.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from workers.process import die_with_parent
+
+SERVER_SCRIPT = Path(__file__).with_name("forkserver_server.py")
+READY_TIMEOUT_S = 600.0  # importing torch on a cold disk can take a while
+MAX_SERVERS = 2  # per pool process; the least recently used one goes first
+
+
+class ForkServerError(RuntimeError):
+    """The server cannot start trials (failed preload, server died while starting).
+
+    `lasting`: it would fail the same way again (a preload that does not import)."""
+
+    def __init__(self, message: str, *, lasting: bool = False) -> None:
+        super().__init__(message)
+        self.lasting = lasting
+
+
+@contextlib.contextmanager
+def _signals_held() -> Iterator[None]:
+    """Delay SIGTERM/SIGINT handlers (main thread only) until the block is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def unsupported() -> str | None:
+    """Why this platform cannot run pre-warmed trials, or None."""
+    if not sys.platform.startswith("linux") or not hasattr(os, "fork"):
+        return f"needs Linux (fork and a parent-death signal); this is {sys.platform}"
+    return None
+
+
+class ForkServer:
+    """One server process and the two pipes to it."""
+
+    def __init__(self, python: str, preload: Sequence[str], env: Mapping[str, str]) -> None:
+        self.python = python
+        self.preload = tuple(preload)
+        self._env = dict(env)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._req = self._rep = -1
+        self._buffer = b""
+        self._exited: dict[int, int] = {}
+        self._pending: set[int] = set()
+
+    # --- lifecycle -----------------------------------------------------------------------
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None and self._rep >= 0
+
+    def start(self, tick: Callable[[], None] | None = None) -> None:
+        """Start the server and wait for its preload, calling `tick` about every second."""
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        try:
+            self._proc = subprocess.Popen(
+                [self.python, str(SERVER_SCRIPT), str(req_r), str(rep_w), str(os.getpid()), *self.preload],
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                pass_fds=(req_r, rep_w),
+                start_new_session=True,  # a terminal's Ctrl-C reaches the worker, not the trials
+                preexec_fn=die_with_parent,
+            )
+        finally:
+            os.close(req_r)
+            os.close(rep_w)
+        self._req, self._rep = req_w, rep_r
+        self._buffer = b""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        reply = self._next(1.0)
+        while reply == {}:  # still importing: keep the caller's lease alive meanwhile
+            if time.monotonic() > deadline:
+                reply = {"error": f"preload took over {READY_TIMEOUT_S:g} s"}
+                break
+            if tick is not None:
+                tick()
+            reply = self._next(1.0)
+        if reply is None or "ready" not in reply:
+            why = (reply or {}).get("error")
+            self.close()
+            raise ForkServerError(str(why or "the server exited while starting"), lasting=bool(why))
+
+    def close(self) -> None:
+        for fd in (self._req, self._rep):
+            if fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        self._req = self._rep = -1
+        if self._proc is not None:
+            with contextlib.suppress(OSError):
+                self._proc.kill()
+            self._proc.wait()
+        self._lost()
+
+    def _lost(self) -> None:
+        """The server is gone: its children died with it (parent-death signal); say so."""
+        for pid in self._pending:
+            with contextlib.suppress(OSError):
+                os.killpg(pid, 9)  # a grandchild that outlived its leader goes too
+            self._exited.setdefault(pid, -9)
+        self._pending.clear()
+
+    # --- the pipe ------------------------------------------------------------------------
+    def _next(self, timeout: float | None) -> dict[str, Any] | None:
+        """The next message; {} when none came within `timeout`; None when the server is gone.
+
+        A signal handler may call this too (the runner's SIGTERM handler stops the trial and waits
+        for it), so reading and bookkeeping run with signals held: the handler sees whole state."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with _signals_held():
+                message = self._pop()
+            if message is not None:
+                return message
+            if self._rep < 0:
+                return None
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            ready, _, _ = select.select([self._rep], [], [], left)
+            if not ready:
+                return {}
+            with _signals_held():
+                chunk = os.read(self._rep, 65536) if self._rep >= 0 else b""
+                self._buffer += chunk
+            if not chunk:
+                self.close()
+                return None
+
+    def _pop(self) -> dict[str, Any] | None:
+        if b"\n" not in self._buffer:
+            return None
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        message: dict[str, Any] = json.loads(line)
+        if "exited" in message:
+            self._pending.discard(message["exited"])
+            self._exited[message["exited"]] = int(message["code"])
+        return message
+
+    def spawn(self, request: dict[str, Any], tick: Callable[[], None] | None = None) -> int:
+        if not self.alive:
+            self.close()
+            self.start(tick)
+        try:
+            os.write(self._req, (json.dumps(request) + "\n").encode())
+        except OSError as exc:
+            self.close()
+            raise ForkServerError(f"the server is gone ({exc})") from None
+        while True:
+            reply = self._next(None)
+            if reply is None:
+                raise ForkServerError("the server died while starting the trial")
+            if "started" in reply:
+                self._pending.add(int(reply["started"]))
+                return int(reply["started"])
+            if "failed" in reply:
+                raise ForkServerError(str(reply["failed"]))
+
+    def exit_code(self, pid: int, timeout: float | None) -> int | None:
+        """The trial's exit code once it ended, waiting up to `timeout` (None: for ever)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while pid not in self._exited:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            if self._next(left) is None:
+                self._exited.setdefault(pid, -9)
+        return self._exited[pid]
+
+    def forget(self, pid: int) -> None:
+        self._exited.pop(pid, None)
+
+
+class ForkedTrial:
+    """A trial forked by a ForkServer, behind Popen's small interface."""
+
+    def __init__(self, server: ForkServer, pid: int, args: list[str]) -> None:
+        self.server = server
+        self.pid = pid
+        self.args = args
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.server.exit_code(self.pid, 0.0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            code = self.server.exit_code(self.pid, timeout)
+            if code is None:
+                raise subprocess.TimeoutExpired(self.args, timeout or 0.0)
+            self.returncode = code
+            self.server.forget(self.pid)
+        return self.returncode
+
+
+class ForkServers:
+    """The servers of one pool process, by (python, preload)."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = dict(env)
+        self._servers: OrderedDict[tuple[str, tuple[str, ...]], ForkServer] = OrderedDict()
+        self._broken: dict[tuple[str, tuple[str, ...]], str] = {}  # failed preloads are not retried
+
+    def spawn(
+        self,
+        python: str,
+        preload: Sequence[str],
+        *,
+        main: str,
+        args: Sequence[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        stdout: Path,
+        stderr: Path,
+        tick: Callable[[], None] | None = None,
+    ) -> ForkedTrial:
+        key = (python, tuple(preload))
+        if key in self._broken:
+            raise ForkServerError(self._broken[key], lasting=True)
+        server = self._servers.pop(key, None) or ForkServer(python, preload, self.env)
+        self._servers[key] = server
+        while len(self._servers) > MAX_SERVERS:
+            _, old = self._servers.popitem(last=False)
+            old.close()
+        argv = [main, *args]
+        request = {"main": main, "argv": argv, "cwd": str(cwd), "env": dict(env),
+                   "stdout": str(stdout), "stderr": str(stderr)}  # fmt: skip
+        try:
+            return ForkedTrial(server, server.spawn(request, tick), argv)
+        except ForkServerError as exc:
+            if exc.lasting:
+                self._broken[key] = str(exc)
+                del self._servers[key]
+            raise
+
+    def close(self) -> None:
+        for server in self._servers.values():
+            server.close()
+        self._servers.clear()

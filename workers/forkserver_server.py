@@ -1,0 +1,249 @@
+"""The pre-warmed trial server: imports `preload` once, then forks one child per trial.
+
+Run by workers.forkserver as `python forkserver_server.py REQ_FD REPLY_FD PARENT_PID [MODULE ...]`
+with the trial interpreter (standard library only, so any Python 3.9+ works). Protocol, one JSON
+object per line:
+    server -> worker  {"ready": pid} after the preload, or {"error": text} and exit
+    worker -> server  {"main", "argv", "cwd", "env", "stdout", "stderr"}: start a trial
+    server -> worker  {"started": pid} or {"failed": text}; later {"exited": pid, "code": int}
+                      (`code` as Popen's returncode: -N when killed by signal N)
+The child sets up what `python main args` would get (own session, die-with-parent, stdin
+/dev/null, stdout/stderr appended to the log files, cwd, the environment, argv, sys.path[0]) and
+runs the script as a fresh `__main__` module, ending like an interpreter: SystemExit's code, or a
+traceback on stderr and code 1; then non-daemon threads are joined and atexit handlers run.
+The server's own parent dying kills it (and so its children).
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import ctypes
+import importlib
+import importlib.machinery
+import io
+import json
+import os
+import select
+import signal
+import sys
+import traceback
+import types
+from typing import Any
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent: int) -> None:
+    """SIGKILL this process when its parent exits; exit now if the parent is already gone."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _send(fd: int, message: dict[str, Any]) -> None:
+    os.write(fd, (json.dumps(message) + "\n").encode())
+
+
+# --- the child: become the trial -------------------------------------------------------------
+def _std_streams(unbuffered: bool) -> None:
+    encoding = getattr(sys.__stdout__, "encoding", None) or "utf-8"
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(
+        io.BufferedReader(io.FileIO(0, "r", closefd=False)), encoding=encoding
+    )
+    sys.stdout = sys.__stdout__ = io.TextIOWrapper(
+        io.BufferedWriter(io.FileIO(1, "w", closefd=False)), encoding=encoding, write_through=unbuffered
+    )
+    sys.stderr = sys.__stderr__ = io.TextIOWrapper(
+        io.BufferedWriter(io.FileIO(2, "w", closefd=False)),
+        encoding=encoding,
+        errors="backslashreplace",
+        line_buffering=True,
+        write_through=unbuffered,
+    )
+
+
+def _become_trial(request: dict[str, Any], server_env: dict[str, str]) -> str:
+    """Everything a fresh `python main args` would have; returns the script's absolute path."""
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    out = os.open(request["stdout"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    err = os.open(request["stderr"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    for fd, target in ((devnull, 0), (out, 1), (err, 2)):
+        os.dup2(fd, target)
+        os.close(fd)
+    env: dict[str, str] = request["env"]
+    _std_streams(bool(env.get("PYTHONUNBUFFERED")))
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(env)
+    main = os.path.abspath(request["main"])
+    sys.argv = list(request["argv"])
+    extra = env.get("PYTHONPATH", "")
+    added = [p for p in extra.split(os.pathsep) if p] if extra != server_env.get("PYTHONPATH", "") else []
+    sys.path[:0] = [os.path.dirname(main), *[os.path.abspath(p) for p in added if p not in sys.path]]
+    if "numpy.random" in sys.modules:  # a fresh interpreter seeds numpy's global generator anew
+        with contextlib.suppress(Exception):
+            sys.modules["numpy.random"].seed()
+    return main
+
+
+def _user_traceback(tb: Any, main: str) -> Any:
+    """The traceback from the script's own frames on, as an interpreter would print it."""
+    cur = tb
+    while cur is not None and cur.tb_frame.f_code.co_filename != main:
+        cur = cur.tb_next
+    return cur if cur is not None else tb
+
+
+def _exit_code(code: Any) -> int:
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    with contextlib.suppress(Exception):
+        print(code, file=sys.stderr)
+    return 1
+
+
+def _run_main(main: str) -> None:
+    """What `python main` does with its script (runpy.run_path would set argv[0] to the path and put
+    the old __main__ back afterwards): a fresh __main__ module, compiled without our __future__s."""
+    module = types.ModuleType("__main__")
+    module.__dict__.update(
+        __file__=main,
+        __cached__=None,
+        __loader__=importlib.machinery.SourceFileLoader("__main__", main),
+        __builtins__=builtins,
+    )
+    sys.modules["__main__"] = module
+    with open(main, "rb") as fh:
+        source = fh.read()
+    exec(compile(source, main, "exec", dont_inherit=True), module.__dict__)
+
+
+def _run_trial(main: str) -> int:
+    interrupted = False
+    try:
+        _run_main(main)
+        code = 0
+    except SystemExit as exc:
+        code = _exit_code(exc.code)
+    except BaseException as exc:
+        tb = None if isinstance(exc, SyntaxError) else _user_traceback(exc.__traceback__, main)
+        with contextlib.suppress(Exception):
+            sys.excepthook(type(exc), exc.with_traceback(tb), tb)
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        code = 1
+    with contextlib.suppress(BaseException):
+        import threading
+
+        threading._shutdown()  # type: ignore[attr-defined]  # wait for non-daemon threads
+    with contextlib.suppress(BaseException):
+        import atexit
+
+        atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BaseException):
+            stream.flush()
+    if interrupted:  # like CPython: die of SIGINT
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    return code
+
+
+def _child(request: dict[str, Any], server: int, server_env: dict[str, str], fds: list[int]) -> None:
+    code = 1
+    try:
+        os.setsid()  # own session and process group: the worker kills the group as a whole
+        die_with_parent(server)
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        for fd in fds:
+            os.close(fd)
+        main = _become_trial(request, server_env)
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            traceback.print_exc()
+            sys.stderr.flush()
+        os._exit(127)
+    try:
+        code = _run_trial(main)
+    finally:
+        os._exit(code)
+
+
+# --- the server ---------------------------------------------------------------------------
+class _Lines:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = b""
+
+    def read(self) -> list[bytes] | None:
+        """Complete lines available now; None at end of input."""
+        chunk = os.read(self.fd, 65536)
+        if not chunk:
+            return None
+        self.buffer += chunk
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return lines
+
+
+def _reap(reply: int) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        _send(reply, {"exited": pid, "code": os.waitstatus_to_exitcode(status)})
+
+
+def serve(req: int, reply: int, parent: int, preload: list[str]) -> int:
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the worker's to handle
+    for name in preload:
+        try:
+            importlib.import_module(name)
+        except BaseException as exc:
+            _send(reply, {"error": f"preload of {name!r} failed: {type(exc).__name__}: {exc}"})
+            return 1
+    server_env = dict(os.environ)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    _send(reply, {"ready": os.getpid()})
+    requests = _Lines(req)
+    me = os.getpid()
+    while True:
+        ready, _, _ = select.select([req, wake_r], [], [])
+        if wake_r in ready:
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake_r, 4096)
+            _reap(reply)
+        if req not in ready:
+            continue
+        lines = requests.read()
+        if lines is None:
+            return 0  # the worker is gone or closed us
+        for line in lines:
+            request = json.loads(line)
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                _send(reply, {"failed": f"fork failed: {exc}"})
+                continue
+            if pid == 0:
+                _child(request, me, server_env, [req, reply, wake_r, wake_w])
+            _send(reply, {"started": pid})
+
+
+if __name__ == "__main__":
+    del sys.path[0]  # this file's folder: neither preloads nor trials should see it
+    sys.exit(serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]))
