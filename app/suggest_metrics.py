@@ -10,6 +10,8 @@ processes and coordinators agree. Counters live as long as the broker's data.
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -32,14 +34,29 @@ def _field(algorithm: str, suffix: str) -> str:
 
 def record_suggestion(client: Any, algorithm: str, seconds: float) -> None:
     """Count one ask() that took `seconds`; a broker hiccup loses the sample, never the ask."""
-    index = bucket_index(SUGGEST_BOUNDS, seconds)
-    bucket = "inf" if index == len(SUGGEST_BOUNDS) else str(index)
+    record_suggestions(client, [(algorithm, seconds)])
+
+
+def record_suggestions(client: Any, samples: Sequence[tuple[str, float]]) -> None:
+    """Count many (algorithm, seconds) asks in one round trip (the coordinator flushes them
+    every poll instead of paying a transaction per trial)."""
+    if not samples:
+        return
+    counts: Counter[str] = Counter()
+    sums: dict[str, float] = {}
+    for algorithm, seconds in samples:
+        index = bucket_index(SUGGEST_BOUNDS, seconds)
+        bucket = "inf" if index == len(SUGGEST_BOUNDS) else str(index)
+        counts[_field(algorithm, bucket)] += 1
+        counts[_field(algorithm, "count")] += 1
+        sums[algorithm] = sums.get(algorithm, 0.0) + max(seconds, 0.0)
     try:
         with client.pipeline(transaction=True) as pipe:
             key = suggest_metrics_key()
-            pipe.hincrby(key, _field(algorithm, bucket), 1)
-            pipe.hincrby(key, _field(algorithm, "count"), 1)
-            pipe.hincrbyfloat(key, _field(algorithm, "sum"), max(seconds, 0.0))
+            for field, n in counts.items():
+                pipe.hincrby(key, field, n)
+            for algorithm, total in sums.items():
+                pipe.hincrbyfloat(key, _field(algorithm, "sum"), total)
             pipe.execute()
     except RedisError as exc:
         log.debug("suggestion latency not recorded: %s", exc)

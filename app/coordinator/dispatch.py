@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +16,8 @@ from app.messages import CodeRef, TrialTask
 from app.spec.model import ExperimentSpec
 from app.store.models import Experiment, Trial
 from app.store.repository import Store
+
+log = logging.getLogger("hpo.coordinator")
 
 
 def lineage_key(params: dict[str, Any], resource_name: str) -> str:
@@ -57,6 +61,8 @@ def build_task(
         owner=experiment.owner,
         gpus=spec.resources.gpus,
         launcher=spec.resources.launcher,
+        mode=spec.model.mode,
+        preload=list(spec.model.preload),
         checkpoint_key=lineage_key(trial.params, resource_name) if resource_name else None,
     )
 
@@ -80,26 +86,38 @@ def task_summary(task: TrialTask, max_chars: int = SUMMARY_MAX_CHARS) -> str:
 
 
 class Publisher:
-    def __init__(self, celery_app: Celery, redis: Any, store: Store) -> None:
+    def __init__(self, celery_app: Celery, redis: Any, store: Store, *, code_check_s: float = 1.0) -> None:
         self.celery = celery_app
         self.redis = redis
         self.store = store
+        self.code_check_s = code_check_s  # how long a seen archive is trusted to be in Redis
+        self._code_seen: dict[str, tuple[float, CodeRef]] = {}
 
     def ensure_code(self, sha: str) -> CodeRef:
-        """Put the archive in Redis unless it is there (also after a Redis restart)."""
+        """Put the archive in Redis unless it is there (also after a Redis restart). Checked at
+        most every `code_check_s` per archive rather than once per published batch."""
+        seen = self._code_seen.get(sha)
+        if seen is not None and time.monotonic() - seen[0] < self.code_check_s:
+            return seen[1]
         key = code_key(sha)
         filename = self.redis.hget(key, "filename")
         if filename is not None:
-            return CodeRef(
-                sha256=sha, filename=filename.decode() if isinstance(filename, bytes) else filename
-            )
-        archive = self.store.get_code(sha)
-        if archive is None:
-            raise RuntimeError(f"code archive {sha[:12]} is missing from the database")
-        self.redis.hset(key, mapping={"filename": archive.filename, "data": archive.data})
-        return CodeRef(sha256=sha, filename=archive.filename)
+            ref = CodeRef(sha256=sha, filename=filename.decode() if isinstance(filename, bytes) else filename)
+        else:
+            archive = self.store.get_code(sha)
+            if archive is None:
+                raise RuntimeError(f"code archive {sha[:12]} is missing from the database")
+            self.redis.hset(key, mapping={"filename": archive.filename, "data": archive.data})
+            ref = CodeRef(sha256=sha, filename=archive.filename)
+        self._code_seen[sha] = (time.monotonic(), ref)
+        return ref
+
+    def forget_code(self) -> None:
+        """The broker restarted: check every archive again before the next publish."""
+        self._code_seen.clear()
 
     def drop_code(self, sha: str) -> None:
+        self._code_seen.pop(sha, None)
         self.redis.delete(code_key(sha))
 
     def drop_checkpoints(self, experiment: str) -> None:
@@ -115,16 +133,30 @@ class Publisher:
                     pipe.set(current_attempt_key(t.exec_id), t.attempt, ex=30 * 86400)
                 pipe.execute()
         with self.celery.producer_or_acquire() as producer:
-            for task in tasks:
-                self.celery.send_task(
-                    RUN_TRIAL_TASK,
-                    kwargs={"task": task.model_dump(mode="json")},
-                    queue=queue,
-                    task_id=f"{task.exec_id}.{task.attempt}",
-                    producer=producer,
-                    ignore_result=True,
-                    kwargsrepr=task_summary(task),
-                )
+            # kombu >= 5.7: the messages and their task-sent events go out in one pipeline
+            batch = getattr(producer, "batch", None)
+            if batch is not None and tasks:
+                try:
+                    with batch():
+                        for task in tasks:
+                            self._send(producer, task, queue)
+                    return
+                except Exception as exc:  # a copy that did go out is harmless: its claim stops it
+                    log.warning("batched publish of %d tasks failed (%s); one by one now", len(tasks), exc)
+            for task in tasks:  # with Celery's own retries on a broker hiccup
+                self._send(producer, task, queue)
+
+    def _send(self, producer: Any, task: TrialTask, queue: str) -> None:
+        """One run_trial message (and its task-sent event, for Flower) through `producer`."""
+        self.celery.send_task(
+            RUN_TRIAL_TASK,
+            kwargs={"task": task.model_dump(mode="json")},
+            queue=queue,
+            task_id=f"{task.exec_id}.{task.attempt}",
+            producer=producer,
+            ignore_result=True,
+            kwargsrepr=task_summary(task),
+        )
 
     def stop_trials(
         self, exec_ids: Sequence[str], why: str, *, force: bool = False, ttl_s: int = 7 * 86400

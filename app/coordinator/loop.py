@@ -31,14 +31,15 @@ from app.coordinator.leases import LeaseKeeper
 from app.coordinator.runtime import ExperimentRuntime
 from app.coordinator.streams import Delivery, EventStreams
 from app.messages import TrialEvent
-from app.optimizers import OptimizerContext, create_optimizer
+from app.optimizers import Observation, OptimizerContext, create_optimizer
 from app.schedulers import Decision, create_scheduler
 from app.space import Config
 from app.spec.model import ExperimentSpec
 from app.store.artifacts import ArtifactStore
+from app.store.batch import FinishOp, Op, PointsOp, StartOp, TrialWriter
 from app.store.models import Experiment, ExperimentState, Trial, TrialState, utcnow
 from app.store.repository import Store, TrialOutcome
-from app.suggest_metrics import record_suggestion
+from app.suggest_metrics import record_suggestions
 from workers.environment import secrets_of
 
 log = logging.getLogger("hpo.coordinator")
@@ -74,6 +75,7 @@ class Coordinator:
         asker: Asker | None = None,
     ) -> None:
         self.store = store
+        self.writer = TrialWriter(store.engine)
         self.redis = redis
         self.publisher = publisher
         self.artifacts = artifacts
@@ -84,6 +86,7 @@ class Coordinator:
         self.streams = EventStreams(redis, self.owner)
         self.runtimes: dict[int, ExperimentRuntime] = {}
         self.finished: list[int] = []  # experiments this coordinator ended, in order
+        self._suggestions: list[tuple[str, float]] = []  # ask latencies not yet counted in Redis
         self._last_poll = 0.0
         self._last_renew = time.monotonic()
         self._last_lease_check = time.monotonic()
@@ -121,6 +124,7 @@ class Coordinator:
                 on_tick(self)
 
     def close(self) -> None:
+        self._flush_suggestions()
         self.asker.close()
         for rt in list(self.runtimes.values()):
             rt.optimizer.close()
@@ -131,6 +135,7 @@ class Coordinator:
         now = time.monotonic()
         if now - self._last_poll >= self.settings.poll_interval_s:
             self._last_poll = now
+            self._flush_suggestions()
             self._watch_broker()
             self._adopt()
             self._refresh_stop_requests()
@@ -148,13 +153,16 @@ class Coordinator:
         block = 20 if asking else self.settings.event_block_ms
         if self.runtimes:
             by_name = {rt.name: rt for rt in self.runtimes.values()}
-            for delivery in self.streams.read(list(by_name), block):
-                self._handle(delivery, by_name.get(delivery.event.experiment))
+            self._handle_batch(self.streams.read(list(by_name), block), by_name)
         else:
             time.sleep(self.settings.poll_interval_s)
         for rt in list(self.runtimes.values()):
             self._collect_ask(rt)
             self._advance(rt, time.time())
+
+    def _flush_suggestions(self) -> None:
+        samples, self._suggestions = self._suggestions, []
+        record_suggestions(self.redis, samples)
 
     # --- experiments -----------------------------------------------------------------
     def _adopt(self) -> None:
@@ -244,6 +252,7 @@ class Coordinator:
     def _watch_broker(self) -> None:
         if self.leases.broker_restarted():
             log.warning("the broker restarted: re-creating event groups, re-publishing unclaimed trials soon")
+            self.publisher.forget_code()
             for rt in self.runtimes.values():
                 self.streams.attach(rt.name)
         if self.leases.due_republish():
@@ -317,59 +326,52 @@ class Coordinator:
                 del self.runtimes[rt.id]
 
     # --- events ----------------------------------------------------------------------
-    def _handle(self, delivery: Delivery, rt: ExperimentRuntime | None) -> None:
-        event = delivery.event
-        if event.kind == "started":
-            started = self.store.mark_started(
-                event.trial_id,
-                event.attempt,
-                event.worker,
-                _dt(event.started_at or event.ts),
-                ",".join(event.gpus) or None,
-            )
-            trial = rt.in_flight.get(event.trial_id) if rt is not None else None
-            if started and trial is not None and trial.attempt == event.attempt:
-                trial.state, trial.worker = TrialState.RUNNING, event.worker
-        elif event.kind == "metric":
-            self._record_points(rt, event)
-        elif event.kind == "finished":
-            self._record_finished(rt, event)
-        self.streams.ack(delivery)
-        if event.result_key:
-            self.redis.delete(event.result_key)
+    def _handle_batch(self, deliveries: list[Delivery], by_name: dict[str, ExperimentRuntime]) -> None:
+        """Record a batch of events in one SQL transaction, then act on them, then ack them all.
 
-    def _record_points(self, rt: ExperimentRuntime | None, event: TrialEvent) -> None:
-        """Points of a running trial: stored (each once), and shown to the scheduler."""
-        trial = rt.in_flight.get(event.trial_id) if rt is not None else None
-        if rt is None or trial is None or trial.attempt != event.attempt:
-            return  # an attempt that no longer counts
-        self.store.add_points(event.trial_id, event.attempt, event.points)
-        self._schedule(rt, trial, event.points)
-
-    def _schedule(self, rt: ExperimentRuntime, trial: Trial, points: list[dict[str, Any]]) -> None:
-        """Show the scheduler each point once, in order; carry out a stop."""
-        if rt.scheduler is None or trial.id in rt.early_stopping:
+        Nothing is acked before the commit that records it; a replayed event is a no-op (every
+        write is a compare-and-set on the attempt). If the database fails, the batch is read again.
+        """
+        if not deliveries:
             return
-        for point in points:
-            if point["seq"] <= rt.fed.get(trial.id, -1):  # type: ignore[arg-type]
-                continue
-            rt.fed[trial.id] = point["seq"]  # type: ignore[index]
-            value = _finite(point.get("values", {}).get(rt.spec.objective.metric))
-            if value is None:
-                continue
-            resource = point["step"] if point.get("step") is not None else point["seq"] + 1
-            if rt.scheduler.on_result(trial.id, resource, rt.spec.objective.sign * value) is Decision.STOP:  # type: ignore[arg-type]
-                why = rt.scheduler.describe(trial.id, resource)  # type: ignore[arg-type]
-                rt.early_stopping[trial.id] = why  # type: ignore[index]
-                self.publisher.stop_trials([trial.exec_id], why)
-                return
+        keys = [d.event.result_key for d in deliveries if d.event.kind == "finished" and d.event.result_key]
+        try:  # until the commit, a failure hands the whole batch out again (a replay is harmless)
+            blobs = dict(zip(keys, self.redis.mget(keys), strict=True)) if keys else {}
+            plan = [(d, self._op(d.event, by_name.get(d.event.experiment), blobs)) for d in deliveries]
+            applied = iter(self.writer.apply([op for _, op in plan if op is not None]))
+        except Exception:
+            self.streams.requeue(deliveries)
+            raise
+        tells: dict[int, list[Observation]] = {}
+        best_before = {rt.id: rt.best_trial_id for rt in by_name.values()}
+        for d, op in plan:
+            if op is not None:
+                self._after(d.event, by_name.get(d.event.experiment), op, next(applied), tells)
+        for exp_id, observations in tells.items():
+            rt = self.runtimes.get(exp_id)
+            if rt is not None:
+                rt.optimizer.tell(observations)
+        for rt in by_name.values():
+            if rt.best_trial_id != best_before.get(rt.id):
+                self.writer.set_best(rt.id, rt.best_trial_id, rt.best_value)
+        self.streams.ack_many(deliveries, [k for k in keys if k])
 
-    def _record_finished(self, rt: ExperimentRuntime | None, event: TrialEvent) -> None:
+    def _op(self, event: TrialEvent, rt: ExperimentRuntime | None, blobs: dict[Any, Any]) -> Op | None:
+        """The SQL write an event asks for (None: nothing to write)."""
+        if event.kind == "started":
+            started = _dt(event.started_at or event.ts)
+            return StartOp(event.trial_id, event.attempt, event.worker, started, ",".join(event.gpus) or None)
+        if event.kind == "metric":
+            trial = rt.in_flight.get(event.trial_id) if rt is not None else None
+            if rt is None or trial is None or trial.attempt != event.attempt:
+                return None  # an attempt that no longer counts
+            return PointsOp(event.trial_id, event.attempt, event.points)
+        if event.kind != "finished":
+            return None
         result_path = None
-        if event.result_key:
-            data = self.redis.get(event.result_key)
-            if data is not None:
-                result_path = self.artifacts.put_result(event.experiment, event.exec_id, event.attempt, data)
+        data = blobs.get(event.result_key) if event.result_key else None
+        if data is not None:
+            result_path = self.artifacts.put_result(event.experiment, event.exec_id, event.attempt, data)
         state = STATUS_TO_STATE.get(event.status or "failed", TrialState.FAILED)
         reason = event.reason
         early = rt.early_stopping.get(event.trial_id) if rt is not None else None
@@ -391,23 +393,58 @@ class Coordinator:
             points=event.points,
             notes=event.notes or None,
         )
-        if not self.store.record_outcome(event.trial_id, event.attempt, outcome):
+        return FinishOp(event.trial_id, event.attempt, outcome)
+
+    def _after(
+        self,
+        event: TrialEvent,
+        rt: ExperimentRuntime | None,
+        op: Op,
+        applied: bool,
+        tells: dict[int, list[Observation]],
+    ) -> None:
+        """What follows a recorded event in memory: trial state, scheduler, optimizer (batched)."""
+        trial = rt.in_flight.get(event.trial_id) if rt is not None else None
+        if event.kind == "started":
+            if applied and trial is not None and trial.attempt == event.attempt:
+                trial.state, trial.worker = TrialState.RUNNING, event.worker
+            return
+        if event.kind == "metric":
+            if rt is not None and trial is not None and trial.attempt == event.attempt:
+                self._schedule(rt, trial, event.points)
+            return
+        if not applied:
             current = self.store.trial(event.trial_id)
             if current is not None and current.attempt != event.attempt:  # superseded: kept, not counted
                 why = f"result of attempt {event.attempt} arrived after attempt {current.attempt} replaced it"
                 self.store.record_late(event.trial_id, event.attempt, event.worker, event.objective, why)
             return  # a duplicate, or an attempt that no longer counts
-        if rt is None or event.trial_id not in rt.in_flight:
+        if rt is None or trial is None or not isinstance(op, FinishOp):
             return
-        trial = rt.in_flight[event.trial_id]
-        best_before = rt.best_trial_id
         if rt.scheduler is not None:
             self._schedule(rt, trial, event.points)  # points that came only with the end still count
             rt.scheduler.on_complete(event.trial_id)
             rt.fed.pop(event.trial_id, None)
-        rt.optimizer.tell([rt.observe(trial, state, objective)])
-        if rt.best_trial_id != best_before:
-            self.store.update_experiment(rt.id, best_trial_id=rt.best_trial_id, best_value=rt.best_value)
+        rt.early_stopping.pop(event.trial_id, None)
+        tells.setdefault(rt.id, []).append(rt.observe(trial, op.outcome.state, op.outcome.objective))
+
+    def _schedule(self, rt: ExperimentRuntime, trial: Trial, points: list[dict[str, Any]]) -> None:
+        """Show the scheduler each point once, in order; carry out a stop."""
+        if rt.scheduler is None or trial.id in rt.early_stopping:
+            return
+        for point in points:
+            if point["seq"] <= rt.fed.get(trial.id, -1):  # type: ignore[arg-type]
+                continue
+            rt.fed[trial.id] = point["seq"]  # type: ignore[index]
+            value = _finite(point.get("values", {}).get(rt.spec.objective.metric))
+            if value is None:
+                continue
+            resource = point["step"] if point.get("step") is not None else point["seq"] + 1
+            if rt.scheduler.on_result(trial.id, resource, rt.spec.objective.sign * value) is Decision.STOP:  # type: ignore[arg-type]
+                why = rt.scheduler.describe(trial.id, resource)  # type: ignore[arg-type]
+                rt.early_stopping[trial.id] = why  # type: ignore[index]
+                self.publisher.stop_trials([trial.exec_id], why)
+                return
 
     # --- asking and launching ----------------------------------------------------------
     def _collect_ask(self, rt: ExperimentRuntime) -> None:
@@ -422,7 +459,7 @@ class Coordinator:
             rt.failure = f"optimizer error: {type(exc).__name__}: {exc}"
             return
         seconds = rt.ask_seconds if rt.ask_seconds is not None else time.monotonic() - rt.ask_started
-        record_suggestion(self.redis, rt.experiment.algorithm, seconds)
+        self._suggestions.append((rt.experiment.algorithm, seconds))  # counted at the next poll
         if not configs:
             if rt.in_flight:
                 rt.wait_for_result = True
@@ -434,7 +471,7 @@ class Coordinator:
             self._launch(rt, configs)
 
     def _launch(self, rt: ExperimentRuntime, configs: list[Config]) -> None:
-        trials = self.store.add_trials(rt.experiment, configs, rt.created)
+        trials = self.writer.add_trials(rt.experiment, configs, rt.created)
         rt.created += len(trials)
         rt.optimizer.mark_proposed(configs)
         for t in trials:
@@ -498,5 +535,6 @@ class Coordinator:
         ]
         if code_hash and not others:
             self.publisher.drop_code(code_hash)
+        self._flush_suggestions()
         self.finished.append(rt.id)
         log.info("%s %s: %s", rt.name, state, message)

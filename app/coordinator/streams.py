@@ -35,6 +35,7 @@ class EventStreams:
         self.redis = redis
         self.consumer = consumer
         self._backlog: list[Delivery] = []
+        self._unacked: list[Delivery] = []  # recorded in SQL, ack not yet confirmed by Redis
 
     def attach(self, experiment: str) -> None:
         stream = events_stream(experiment)
@@ -60,6 +61,8 @@ class EventStreams:
         self.redis.expire(events_stream(experiment), keep_s)
 
     def read(self, experiments: list[str], block_ms: int, count: int = 200) -> list[Delivery]:
+        if self._unacked:  # an ack that failed (broker hiccup): its entries must not stay pending
+            self.ack_many(self._unacked)
         if self._backlog:
             out, self._backlog = self._backlog, []
             return out
@@ -75,10 +78,34 @@ class EventStreams:
         return out
 
     def ack(self, delivery: Delivery) -> None:
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(delivery.stream, EVENTS_GROUP, delivery.entry_id)
-            pipe.xdel(delivery.stream, delivery.entry_id)
-            pipe.execute()
+        self.ack_many([delivery])
+
+    def ack_many(self, deliveries: list[Delivery], delete_keys: list[str] | None = None) -> None:
+        """Ack and delete these entries (and drop `delete_keys`) in one MULTI: an entry is never
+        left acked but present. If Redis fails, they are acked again before the next read."""
+        if not deliveries and not delete_keys:
+            return
+        by_stream: dict[str, list[str]] = {}
+        for d in deliveries:
+            by_stream.setdefault(d.stream, []).append(d.entry_id)
+        try:
+            with self.redis.pipeline(transaction=True) as pipe:
+                for stream, ids in by_stream.items():
+                    pipe.xack(stream, EVENTS_GROUP, *ids)
+                    pipe.xdel(stream, *ids)
+                if delete_keys:
+                    pipe.delete(*delete_keys)
+                pipe.execute()
+        except Exception:
+            pending = {(d.stream, d.entry_id) for d in self._unacked}
+            self._unacked += [d for d in deliveries if (d.stream, d.entry_id) not in pending]
+            raise
+        done = {(d.stream, d.entry_id) for d in deliveries}
+        self._unacked = [d for d in self._unacked if (d.stream, d.entry_id) not in done]
+
+    def requeue(self, deliveries: list[Delivery]) -> None:
+        """Deliveries that could not be recorded (the database failed): handed out again next read."""
+        self._backlog = list(deliveries) + self._backlog
 
     def _decode(self, stream: str, entries: list[Any]) -> list[Delivery]:
         out = []

@@ -477,12 +477,16 @@ class Store:
             s.commit()
 
     def retry_requests(self, experiment_ids: Iterable[int]) -> list[Trial]:
+        """FAILED trials of these experiments that the API asked to run again (only FAILED ones are
+        ever flagged; the state narrows the look-up to the experiment-and-state index, so this poll
+        does not scan every trial of a 10,000-trial experiment)."""
         ids = list(experiment_ids)
         if not ids:
             return []
         with self.session() as s:
             q = select(Trial).where(
                 Trial.experiment_id.in_(ids),  # type: ignore[attr-defined]
+                Trial.state == TrialState.FAILED,
                 Trial.retry_requested.is_(True),  # type: ignore[attr-defined]
             )
             return list(s.exec(q))
