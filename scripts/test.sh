@@ -21,4 +21,4 @@ ensure_redis "$HPO_TEST_REDIS_URL"
 
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-exec .venv/bin/python -m pytest "${marker[@]}" "${args[@]}"
+exec .venv/bin/python -m pytest --durations=25 "${marker[@]}" "${args[@]}"

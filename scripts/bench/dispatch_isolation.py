@@ -201,7 +201,7 @@ def main() -> int:
         )
         replace_section(
             ROOT / "docs" / "benchmarks.md",
-            "dispatch",
+            "dispatch_isolation",
             "## GP fits do not stall other experiments",
             table + "\n\n" + note,
         )
