@@ -50,6 +50,7 @@ from workers.environment import cpu_count, secrets_of, trial_env
 from workers.forkserver import ForkServerError, ForkServers, unsupported
 from workers.process import GroupRegistry, Trial, spawn, stop_process
 from workers.results import tail, zip_results
+from workers.trash import Trash
 
 log = logging.getLogger("hpo.worker")
 T = TypeVar("T")
@@ -86,6 +87,7 @@ class TrialRunner:
         self.cache_dir = root / "code"
         self.results_fs = root / "results"
         self.registry = GroupRegistry(root / "pgids")
+        self.trash = Trash(self.results_fs / ".trash")
         self._devices: list[str] = []
         self._on_spawn: Callable[[int], None] | None = None
         self._forkservers: ForkServers | None = None
@@ -107,17 +109,9 @@ class TrialRunner:
             f"{self.worker}:{uuid.uuid4().hex}"  # this delivery; a redelivered copy has another
         )
         if not self._retrying(lambda: self._claim(task, token), "claim"):
-            return None  # a redelivery of an attempt someone already took
-        if self._retrying(lambda: self.redis.get(stop_key(task.exec_id)), "stop check") is not None:
-            return None  # cancelled before it started; the coordinator already recorded that
-        if self._retrying(lambda: self._superseded(task), "attempt check") is not None:
-            return None  # a later attempt replaced this one while it waited in the queue
-        self._retrying(
-            lambda: self.redis.set(lease_key(task.exec_id, task.attempt), self.worker, ex=self._lease_ttl),
-            "lease",
-        )
+            return None  # not ours, cancelled or superseded (see _claim)
         started = time.time()
-        self._publish(self._event(task, "started", started_at=started, gpus=self._devices))
+        self._retrying(lambda: self._announce(task, started), "lease and started event")
         result_dir = self.results_fs / (task.owner or "hpo") / "batchworkdir" / task.exec_id
         try:
             outcome = self._execute(task, result_dir)
@@ -126,6 +120,7 @@ class TrialRunner:
         except Exception as exc:  # report anything unexpected instead of losing the attempt
             outcome = Outcome(status="failed", reason=f"worker error: {type(exc).__name__}: {exc}")
         ended = time.time()
+        result = self._zip(task, result_dir)
         log_dir = result_dir / "log"
         stderr_tail = tail(log_dir / "stderr", self.settings.log_tail_bytes)
         event = self._event(
@@ -141,12 +136,12 @@ class TrialRunner:
             metrics_summary=outcome.summary,
             stdout_tail=tail(log_dir / "stdout", self.settings.log_tail_bytes),
             stderr_tail=stderr_tail,
-            result_key=self._upload(task, result_dir),
+            result_key=result[0] if result else None,
             notes=outcome.notes or [],
         )
-        self._publish(event)
+        self._retrying(lambda: self._finish(event, result), f"finished event of {task.exec_id}")
         if not self.settings.keep_trial_dirs:
-            shutil.rmtree(result_dir, ignore_errors=True)
+            self.trash.discard(result_dir)
         return event
 
     def _event(self, task: TrialTask, kind: str, **fields: Any) -> TrialEvent:
@@ -336,11 +331,27 @@ class TrialRunner:
         return self._superseded(task)
 
     def _claim(self, task: TrialTask, token: str) -> bool:
+        """Take this attempt, in one round trip; False when it is not ours to run: a redelivery of
+        an attempt someone already took, cancelled before it started (the coordinator recorded
+        that), or replaced by a later attempt while it waited in the queue."""
         key = claim_key(task.exec_id, task.attempt)
-        if self.redis.set(key, token, nx=True, ex=CLAIM_TTL_S):
-            return True
-        owner = self.redis.get(key)  # ours when a retried SET had succeeded before its reply was lost
-        return (owner.decode() if isinstance(owner, bytes) else owner) == token
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(key, token, nx=True, ex=CLAIM_TTL_S)
+            pipe.get(key)  # ours too when a retried SET had succeeded before its reply was lost
+            pipe.get(stop_key(task.exec_id))
+            pipe.get(current_attempt_key(task.exec_id))
+            _, owner, stopped, current = pipe.execute()
+        if (owner.decode() if isinstance(owner, bytes) else owner) != token:
+            return False
+        return stopped is None and not (current is not None and int(current) > task.attempt)
+
+    def _announce(self, task: TrialTask, started: float) -> None:
+        """The lease and the `started` event in one round trip."""
+        event = self._event(task, "started", started_at=started, gpus=self._devices)
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(lease_key(task.exec_id, task.attempt), self.worker, ex=self._lease_ttl)
+            publish_event(pipe, event)
+            pipe.execute()
 
     def _retrying(self, call: Callable[[], T], what: str) -> T:
         """A broker call retried through an outage (up to HPO_PUBLISH_RETRY_S): work that was done,
@@ -421,13 +432,21 @@ class TrialRunner:
             return Outcome(status="failed", reason=str(exc), exit_code=code, points=rows, summary=summary)
         return Outcome(status="ok", objective=objective, exit_code=code, points=rows, summary=summary)
 
-    def _upload(self, task: TrialTask, result_dir: Path) -> str | None:
+    def _zip(self, task: TrialTask, result_dir: Path) -> tuple[str, bytes] | None:
+        """The result directory zipped (size-capped) and the key it is uploaded under."""
         if not result_dir.exists():
             return None
         data, _ = zip_results(result_dir, self.settings.result_max_bytes)
-        key = result_key(task.exec_id, task.attempt)
-        self._retrying(lambda: self.redis.set(key, data, ex=self.settings.result_ttl_s), "result upload")
-        return key
+        return result_key(task.exec_id, task.attempt), data
+
+    def _finish(self, event: TrialEvent, result: tuple[str, bytes] | None) -> None:
+        """The result upload and the `finished` event in one transaction: the event never names a
+        result that is not there."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            if result is not None:
+                pipe.set(result[0], result[1], ex=self.settings.result_ttl_s)
+            publish_event(pipe, event)
+            pipe.execute()
 
 
 def launch_command(python: str, task: TrialTask, gpus: int) -> list[str]:
