@@ -12,10 +12,12 @@ from typing import Any
 import redis
 import yaml
 
-from app.codepack import pack_directory
+from app.codepack import pack_directory, sha256
 from app.config import Settings
 from app.coordinator.dispatch import Publisher
 from app.coordinator.loop import Coordinator
+from app.keys import code_key
+from app.messages import CodeRef, TrialTask
 from app.optimizers.base import Optimizer
 from app.services.experiments import submit
 from app.space import Config
@@ -142,3 +144,24 @@ class SlowOptimizer(Optimizer):
     def ask(self, n: int, running: Sequence[Config] = ()) -> list[Config]:
         time.sleep(self.think_s)
         return [self.space.sample(self.rng_for(len(self.proposed) + i)) for i in range(n)]
+
+
+def trial_task(redis_client: redis.Redis, folder: Path, exec_id: str, **fields: Any) -> TrialTask:
+    """A task for the code in `folder` (uploaded to Redis as a coordinator would) running its train.py."""
+    data = pack_directory(folder, folder.name)
+    digest = sha256(data)
+    redis_client.hset(code_key(digest), mapping={"filename": f"{folder.name}.modelDir.tar", "data": data})
+    base: dict[str, Any] = dict(
+        experiment=exec_id,
+        trial_id=1,
+        exec_id=exec_id,
+        number=0,
+        attempt=1,
+        params={},
+        code=CodeRef(sha256=digest, filename=f"{folder.name}.modelDir.tar"),
+        main="train.py",
+        model_dir=folder.name,
+        objective_metric="loss",
+    )
+    base.update(fields)
+    return TrialTask(**base)

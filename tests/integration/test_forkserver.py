@@ -17,13 +17,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from app.codepack import pack_directory, sha256
 from app.config import Settings
-from app.keys import code_key, stop_key
-from app.messages import CodeRef, TrialTask
+from app.keys import stop_key
+from app.messages import TrialTask
 from app.store.models import ExperimentState, TrialState
 from app.store.repository import Store
-from tests.helpers import drive, quad_spec, submit_quad
+from tests.helpers import drive, quad_spec, submit_quad, trial_task
 from workers import runner as runner_module
 from workers.forkserver import ForkServers
 from workers.process import GroupRegistry
@@ -77,28 +76,9 @@ def runner(tmp_path: Path, redis_url: str, redis_client: redis.Redis, counter: P
 
 
 def _task(redis_client: redis.Redis, name: str, **fields) -> TrialTask:  # type: ignore[no-untyped-def]
-    folder = FIXTURES / "prewarm"
-    data = pack_directory(folder, folder.name)
-    digest = sha256(data)
-    redis_client.hset(code_key(digest), mapping={"filename": f"{folder.name}.modelDir.tar", "data": data})
+    base = dict(params={"x": 0.5}, args=["--flag", "value"], mode="forkserver", preload=["hpo_preload_probe"])
     exec_id = f"fork-{name}-{time.time_ns()}"
-    base = dict(
-        experiment=exec_id,
-        trial_id=1,
-        exec_id=exec_id,
-        number=0,
-        attempt=1,
-        params={"x": 0.5},
-        code=CodeRef(sha256=digest, filename=f"{folder.name}.modelDir.tar"),
-        main="train.py",
-        model_dir=folder.name,
-        args=["--flag", "value"],
-        objective_metric="loss",
-        mode="forkserver",
-        preload=["hpo_preload_probe"],
-    )
-    base.update(fields)
-    return TrialTask(**base)
+    return trial_task(redis_client, FIXTURES / "prewarm", exec_id, **{**base, **fields})
 
 
 def _dir(runner: TrialRunner, task: TrialTask) -> Path:

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from app.codepack import pack_directory, sha256
+from app.codepack import sha256
 from app.config import Settings
 from app.keys import claim_key, code_key, events_stream, stop_key
 from app.messages import CodeRef, TrialEvent, TrialTask
+from tests.helpers import trial_task
 from workers.process import GroupRegistry
 from workers.runner import TrialRunner
 
@@ -39,25 +40,9 @@ def runner(tmp_path: Path, redis_url: str, redis_client: redis.Redis) -> TrialRu
     return TrialRunner(settings, redis_client, worker="unit/0")
 
 
-def _task(redis_client: redis.Redis, folder: Path, name: str, **fields) -> TrialTask:
-    data = pack_directory(folder, folder.name)
-    digest = sha256(data)
-    redis_client.hset(code_key(digest), mapping={"filename": f"{folder.name}.modelDir.tar", "data": data})
+def _task(redis_client: redis.Redis, folder: Path, name: str, **fields) -> TrialTask:  # type: ignore[no-untyped-def]
     exec_id = f"unit-{name}-{time.time_ns()}"
-    base = dict(
-        experiment=exec_id,
-        trial_id=1,
-        exec_id=exec_id,
-        number=0,
-        attempt=1,
-        params={"x": 0.3, "y": 0.7},
-        code=CodeRef(sha256=digest, filename=f"{folder.name}.modelDir.tar"),
-        main="train.py",
-        model_dir=folder.name,
-        objective_metric="loss",
-    )
-    base.update(fields)
-    return TrialTask(**base)
+    return trial_task(redis_client, folder, exec_id, **{"params": {"x": 0.3, "y": 0.7}, **fields})
 
 
 def _events(redis_client: redis.Redis, experiment: str) -> list[TrialEvent]:
