@@ -13,7 +13,22 @@ Choices:
   observed, so the model steers away from where trials crash without distorting the scale.
 - Constant liar: running configurations and the ones already chosen earlier in the same ask()
   call are told with the worst observed loss too ("cl_max"), so parallel asks spread out.
-  Each extra proposal in one call costs one more GP fit.
+  Later proposals of one call reuse the kernel hyperparameters fitted for the first (the GP is
+  only re-conditioned on the lie: one Cholesky, no hyperparameter search).
+- Kernel hyperparameters (skopt's GP: constant * Matern 5/2 with a length scale per dim, plus
+  white noise) are searched as skopt does (L-BFGS-B from the current kernel and
+  `N_KERNEL_RESTARTS` random starts), under a time budget per suggestion, `fit_budget_s`
+  (default 0.5 s; 0 = none): past it the search stops and the best hyperparameters found so far
+  are used (`gp_fit.BudgetedLBFGS`; the first likelihood evaluation always completes). Above
+  `FIT_POINTS` observations they are fitted on that many rows drawn at random (from the
+  proposal's stream), then the GP is conditioned on every observation with them. Profile at 200
+  observations: nearly all of skopt's seconds were this search (about 150 likelihood
+  evaluations, each a Cholesky and an (n, n, d) kernel gradient), the rest the acquisition.
+  Warm starts across ask() calls are not possible here: ask() must not change the optimizer and
+  runs on a pickled copy (coordinator/asker.py). With the budget hit, a proposal depends on the
+  machine's speed; below it, seeded runs repeat exactly.
+- BLAS runs single-threaded during a proposal (threadpoolctl): on these small matrices extra
+  threads only contend (3x slower Cholesky at 200 points on a loaded 2-core machine).
 - `noiseless=True`: GP with a fixed, tiny white noise (1e-10, plus scikit-learn's jitter);
   False: the noise level is fitted (`noise="gaussian"`).
 - Acquisition: skopt's "gp_hedge" (EI/PI/LCB); the optimizer is "lbfgs" from the best of
@@ -31,18 +46,24 @@ Choices:
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from app.optimizers.base import Optimizer
+from app.optimizers.gp_fit import BudgetedLBFGS, FixedTheta
 from app.optimizers.settings import BayesianSettings
 from app.space import CategoricalParam, Config, NumericParam, config_key
 
 DEFAULT_CUBE_SIZE = 1000  # random candidate points for the acquisition when cube_size is unset
-N_RESTARTS = 2  # lbfgs restarts from the best candidates
+N_RESTARTS = 2  # lbfgs restarts of the acquisition from the best candidates
+ACQ_FUNC = "gp_hedge"  # skopt's portfolio of EI, PI and LCB
+N_KERNEL_RESTARTS = 2  # extra random starts of the kernel-hyperparameter search (skopt's default)
+FIT_POINTS = 300  # above this many observations, hyperparameters are fitted on a random subset
 NOISELESS_NOISE = 1e-10
 
 
@@ -94,6 +115,32 @@ class Bayesian(Optimizer):
         return dims
 
     # --- one proposal --------------------------------------------------------------------
+    def _estimator(self, dims: list[Any], seed: int, optimizer: Any, restarts: int) -> Any:
+        """skopt's GP for `dims` (cook_estimator: constant * Matern 5/2, + white noise) with our
+        kernel-hyperparameter `optimizer`."""
+        from skopt.utils import cook_estimator
+
+        s: BayesianSettings = self.settings  # type: ignore[assignment]
+        est = cook_estimator(
+            "GP", space=dims, random_state=seed, noise=NOISELESS_NOISE if s.noiseless else "gaussian"
+        )
+        return est.set_params(optimizer=optimizer, n_restarts_optimizer=restarts)
+
+    def _subset_theta(
+        self, dims: list[Any], X: list[list[Any]], y: list[float], seed: int, deadline: float | None
+    ) -> np.ndarray:
+        """Kernel hyperparameters fitted on FIT_POINTS rows drawn at random (budget fallback)."""
+        from skopt.space import Space
+        from skopt.utils import normalize_dimensions
+
+        rows = np.random.default_rng(seed).choice(len(X), size=FIT_POINTS, replace=False)
+        fit = BudgetedLBFGS(deadline)
+        est = self._estimator(dims, seed, fit, N_KERNEL_RESTARTS)
+        space = Space(normalize_dimensions(dims))
+        est.fit(space.transform([X[r] for r in rows]), np.asarray(y, dtype=float)[rows])
+        assert fit.best_theta is not None
+        return fit.best_theta
+
     def _propose(
         self,
         rng: np.random.Generator,
@@ -101,27 +148,29 @@ class Bayesian(Optimizer):
         X: list[list[Any]],
         y: list[float],
         taken: set[tuple],
-    ) -> Config:
+        theta: np.ndarray | None,
+    ) -> tuple[Config, np.ndarray]:
+        """One proposal and the kernel hyperparameters it used (reused for the rest of the call)."""
         from skopt import Optimizer as SkOptimizer
         from skopt.acquisition import _gaussian_acquisition
-        from skopt.utils import cook_estimator
 
         s: BayesianSettings = self.settings  # type: ignore[assignment]
         seeds = rng.integers(0, 2**31 - 1, size=3)
         dims = self._dimensions(active)
         all_real = all(not isinstance(self.space.params[i], CategoricalParam) for i in active)
         n_points = int(s.cube_size or DEFAULT_CUBE_SIZE)
-        estimator = cook_estimator(
-            "GP",
-            space=dims,
-            random_state=int(seeds[0]),
-            noise=NOISELESS_NOISE if s.noiseless else "gaussian",
-        )
+        deadline = time.monotonic() + s.fit_budget_s if s.fit_budget_s > 0 else None
+        if theta is None and len(X) > FIT_POINTS:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                theta = self._subset_theta(dims, X, y, int(seeds[0]), deadline)
+        fit: BudgetedLBFGS | FixedTheta = BudgetedLBFGS(deadline) if theta is None else FixedTheta(theta)
+        estimator = self._estimator(dims, int(seeds[0]), fit, N_KERNEL_RESTARTS if theta is None else 0)
         opt = SkOptimizer(
             dims,
             base_estimator=estimator,
             n_initial_points=1,
-            acq_func="gp_hedge",
+            acq_func=ACQ_FUNC,
             acq_optimizer="lbfgs" if all_real else "sampling",
             acq_optimizer_kwargs={"n_points": n_points, "n_restarts_optimizer": N_RESTARTS},
             random_state=int(seeds[1]),
@@ -130,8 +179,10 @@ class Bayesian(Optimizer):
             warnings.simplefilter("ignore")
             opt.tell(X, y)
             config = self._config(opt.ask(), active)
+        used = opt.models[-1].optimizer  # the fitted copy (skopt clones the estimator)
+        theta = used.theta if isinstance(used, FixedTheta) else used.best_theta
         if not self.is_seen(config, taken):
-            return config
+            return config, theta
         # The optimum is taken: best unseen among random candidates, by EI under the fitted GP.
         cand_rng = np.random.default_rng(int(seeds[2]))
         points = [
@@ -145,8 +196,8 @@ class Bayesian(Optimizer):
         for j in np.argsort(scores, kind="stable"):  # skopt acquisitions are minimised
             config = self._config(points[j], active)
             if not self.is_seen(config, taken):
-                return config
-        return self.random_unseen(rng, taken)
+                return config, theta
+        return self.random_unseen(rng, taken), theta
 
     # --- the interface -------------------------------------------------------------------
     def ask(self, n: int, running: Sequence[Config] = ()) -> list[Config]:
@@ -163,6 +214,7 @@ class Bayesian(Optimizer):
         X += [self._point(c, active) for c in [*failed, *running]]
         y += [worst] * (len(failed) + len(running))
         out: list[Config] = []
+        theta: np.ndarray | None = None  # kernel hyperparameters fitted by this call's first proposal
         for i in range(n):
             if self.all_taken(taken):
                 break  # every configuration is proposed or running
@@ -171,7 +223,8 @@ class Bayesian(Optimizer):
             if k < s.init_points or not good or not active:
                 config = self.random_unseen(rng, taken)
             else:
-                config = self._propose(rng, active, X, y, taken)
+                with threadpool_limits(1):  # BLAS threads only contend on these small matrices
+                    config, theta = self._propose(rng, active, X, y, taken, theta)
             taken.add(config_key(config))
             X.append(self._point(config, active))
             y.append(worst)

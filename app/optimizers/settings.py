@@ -58,6 +58,9 @@ class BayesianSettings(BaseModel):
     init_points: int = 10  # WMLA default 10
     noiseless: bool = False  # WMLA default true
     cube_size: int | None = None  # candidate points for the acquisition; WMLA: maxJobNum*100
+    # Seconds per suggestion for the GP's kernel-hyperparameter search (not a WMLA parameter);
+    # past it the best hyperparameters found so far are used. 0: no limit.
+    fit_budget_s: float = 0.5
 
 
 class HyperbandSettings(BaseModel):
@@ -141,6 +144,10 @@ _FIELDS: dict[str, tuple[Callable[[str], Any], Callable[[Any, int | None], None]
         lambda v, m: _check(
             v >= max(m or 1, 1), f"must be at least maxJobNum ({m})" if m else "must be >= 1"
         ),
+    ),
+    "fit_budget_s": (
+        _float,
+        lambda v, m: _check(math.isfinite(v) and 0 <= v <= 3600, "must be in [0, 3600]"),
     ),
     "resource_name": (_key, lambda v, m: None),
     "resource_value": (_int, _check_resource_value),

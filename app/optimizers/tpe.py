@@ -17,6 +17,8 @@ Choices:
   space ask() returns fewer configurations (none once every configuration has been proposed).
 - Determinism: the k-th proposal uses only `rng_for(k)`, so equal seed and history give equal
   proposals.
+- Cost: tell() appends each observation's encoding and loss to numpy arrays (grown by doubling),
+  so ask() splits, sorts and scores without touching Python lists: scripts/bench/suggest.py.
 """
 
 from __future__ import annotations
@@ -63,38 +65,58 @@ class TPE(Optimizer):
         experiments: Sequence[Config] = (),
     ) -> None:
         super().__init__(space, settings, seed=seed, max_trials=max_trials, experiments=experiments)
-        self._encoded: list[np.ndarray] = []  # to_unit of history[i].config, filled by tell()
+        # history[i] as arrays, appended to by tell(): unit encoding (rows [:_n] of a buffer that
+        # doubles when full) and loss (NaN when failed or not finite).
+        self._X = np.empty((16, len(space)))
+        self._loss = np.empty(16)
+        self._n = 0
 
     def tell(self, observations: Sequence[Observation]) -> None:
         super().tell(observations)
-        self._encoded.extend(self._encode(o.config) for o in observations)
+        self._append(observations)
 
     # --- helpers -------------------------------------------------------------------------
     def _encode(self, config: Config) -> np.ndarray:
         return np.clip(self.space.to_unit(config), 0.0, 1.0)
 
-    def _history_encoding(self) -> list[np.ndarray]:
-        if len(self._encoded) == len(self.history):
-            return self._encoded
-        return [self._encode(o.config) for o in self.history]  # history set directly: recompute
+    def _append(self, observations: Sequence[Observation]) -> None:
+        need = self._n + len(observations)
+        if need > len(self._loss):
+            size = max(need, 2 * len(self._loss))
+            X, loss = np.empty((size, len(self.space))), np.empty(size)
+            X[: self._n], loss[: self._n] = self._X[: self._n], self._loss[: self._n]
+            self._X, self._loss = X, loss
+        for o in observations:
+            self._X[self._n] = self._encode(o.config)
+            ok = o.loss is not None and math.isfinite(o.loss)
+            self._loss[self._n] = float(o.loss) if ok else np.nan  # type: ignore[arg-type]
+            self._n += 1
+
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(encodings (n, d), losses (n,)) of the history; recomputed (not stored: ask() must not
+        change the optimizer) when the history was set directly rather than told."""
+        if self._n == len(self.history):
+            return self._X[: self._n], self._loss[: self._n]
+        X = np.array([self._encode(o.config) for o in self.history]).reshape(-1, len(self.space))
+        loss = np.array(
+            [o.loss if o.loss is not None and math.isfinite(o.loss) else np.nan for o in self.history]
+        )
+        return X, loss.astype(float)
 
     def _split(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
         """(good X, good weights, bad X in age order, number of finished trials with a loss)."""
         s: TPESettings = self.settings  # type: ignore[assignment]
-        enc = self._history_encoding()
-        d = len(self.space)
-        ok = [i for i, o in enumerate(self.history) if o.loss is not None and math.isfinite(o.loss)]
+        X, loss = self._arrays()
+        ok = np.flatnonzero(~np.isnan(loss))
         n = len(ok)
         if n == 0:
+            d = len(self.space)
             return np.empty((0, d)), np.empty(0), np.empty((0, d)), 0
         n_good = max(1, min(math.ceil(s.good_ratio * n), s.good_max))
-        ranked = sorted(ok, key=lambda i: (self.history[i].loss, i))
-        good = sorted(ranked[:n_good])
-        good_set = set(good)
-        bad = [i for i in range(len(self.history)) if i not in good_set]
-        good_X = np.array([enc[i] for i in good]).reshape(-1, d)
-        bad_X = np.array([enc[i] for i in bad]).reshape(-1, d)
-        return good_X, default_weights(len(good)), bad_X, n
+        ranked = ok[np.lexsort((ok, loss[ok]))]  # by (loss, age)
+        is_good = np.zeros(len(loss), dtype=bool)
+        is_good[ranked[:n_good]] = True
+        return X[is_good], default_weights(n_good), X[~is_good], n
 
     # --- the interface -------------------------------------------------------------------
     def ask(self, n: int, running: Sequence[Config] = ()) -> list[Config]:

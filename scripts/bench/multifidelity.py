@@ -67,6 +67,7 @@ from app.schedulers.base import Decision  # noqa: E402
 from app.space import CategoricalParam, Config, NumericParam, SearchSpace, config_key  # noqa: E402
 from app.spec.model import SchedulerSpec  # noqa: E402
 from scripts.bench.docs import replace_section  # noqa: E402
+from scripts.bench.problems import H6_A, H6_ALPHA, H6_OPTIMUM, H6_P  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 TABLE = ROOT / "scripts" / "bench" / "data" / "digits_curves.json"
@@ -79,29 +80,10 @@ THRESHOLD_POINTS = 100_000
 
 # --- problems ----------------------------------------------------------------------------------
 
-_H6_ALPHA = np.array([1.0, 1.2, 3.0, 3.2])
-_H6_A = np.array(
-    [
-        [10, 3, 17, 3.5, 1.7, 8],
-        [0.05, 10, 17, 0.1, 8, 14],
-        [3, 3.5, 1.7, 10, 17, 8],
-        [17, 8, 0.05, 10, 0.1, 14],
-    ]
-)
-_H6_P = 1e-4 * np.array(
-    [
-        [1312, 1696, 5569, 124, 8283, 5886],
-        [2329, 4135, 8307, 3736, 1004, 9991],
-        [2348, 1451, 3522, 2883, 3047, 6650],
-        [4047, 8828, 8732, 5743, 1091, 381],
-    ]
-)
-H6_OPTIMUM = -3.32237
-
 
 def _h6_terms(x: np.ndarray) -> np.ndarray:
     """exp(-sum_j A_ij (x_j - P_ij)^2) for each of the 4 terms; x has shape (..., 6)."""
-    return np.exp(-np.sum(_H6_A * (x[..., None, :] - _H6_P) ** 2, axis=-1))
+    return np.exp(-np.sum(H6_A * (x[..., None, :] - H6_P) ** 2, axis=-1))
 
 
 class Problem:
@@ -151,19 +133,19 @@ class MFHartmann(Problem):
     def loss(self, base: Config, epoch: int) -> float:
         terms, eps = self._terms(base)
         zt = math.log(epoch) / math.log(self.R) if self.R > 1 else 1.0
-        alpha = _H6_ALPHA - self.bias * (1.0 - zt)
+        alpha = H6_ALPHA - self.bias * (1.0 - zt)
         return float(-np.dot(alpha, terms) + eps[epoch - 1] * self.noise * (1.0 - zt))
 
     def final(self, base: Config) -> float:
         terms, _ = self._terms(base)
-        return float(-np.dot(_H6_ALPHA, terms))
+        return float(-np.dot(H6_ALPHA, terms))
 
 
 @cache
 def hartmann_threshold() -> float:
     """5 % quantile of full-fidelity Hartmann6 over 100,000 uniform points (fixed seed)."""
     x = np.random.default_rng(THRESHOLD_SEED).random((THRESHOLD_POINTS, 6))
-    values = -_h6_terms(x) @ _H6_ALPHA
+    values = -_h6_terms(x) @ H6_ALPHA
     return float(np.quantile(values, 0.05))
 
 

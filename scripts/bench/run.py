@@ -4,6 +4,8 @@
                                       [--redis-url redis://HOST:PORT/DB] [--write-docs]
     .venv/bin/python scripts/bench/run.py ...   (the same)
 
+    .venv/bin/python -m scripts.bench quality|suggest [their flags]   (scripts/bench/quality.py, suggest.py)
+
 WORKLOAD: overhead (200 x sleep(0.5) on 2 slots: wall / ideal), throughput (1,000 no-op trials:
 trials/s, per-trial overhead p50/p95), scale (one 10,000-trial experiment: overhead first vs last
 1,000, coordinator and API memory, API answer times), or all. Our side is `hpo run`'s stack
@@ -125,7 +127,15 @@ def write_docs(sections: list[tuple[str, Section]], foot: str) -> None:
     replace_section(DOCS, "dispatch", HEADING, body)
 
 
+SEARCHER_BENCHES = {"quality": "scripts.bench.quality", "suggest": "scripts.bench.suggest"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in SEARCHER_BENCHES:  # in-process searcher benchmarks: their own flags
+        import importlib
+
+        return int(importlib.import_module(SEARCHER_BENCHES[argv[0]]).main(argv[1:]))
     args = parse_args(argv)
     before = machine.loadavg()
     started = time.monotonic()

@@ -243,3 +243,14 @@ def test_tpe_model_phase_concentrates_near_good_points() -> None:
     configs = run(opt, lambda c: (float(c["x"]) - 0.7) ** 2, 40)
     late = np.array([float(c["x"]) for c in configs[-10:]])
     assert np.median(np.abs(late - 0.7)) < 0.1
+
+
+def test_tpe_incremental_arrays_match_a_history_set_directly() -> None:
+    # tell() appends to growing arrays; a history assigned directly is re-encoded on ask().
+    told = TPE(PLANE, TPESettings(warm_up=4), seed=5)
+    configs = run(told, branin, 40)  # grows the buffers past their initial 16 rows
+    direct = TPE(PLANE, TPESettings(warm_up=4), seed=5)
+    direct.mark_proposed(configs)
+    direct.history = list(told.history)
+    assert direct.ask(3) == told.ask(3)
+    assert told._n == 40 and direct._n == 0  # ask() stored nothing
