@@ -165,3 +165,12 @@ def trial_task(redis_client: redis.Redis, folder: Path, exec_id: str, **fields: 
     )
     base.update(fields)
     return TrialTask(**base)
+
+
+def process_alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

@@ -22,7 +22,7 @@ from app.keys import stop_key
 from app.messages import TrialTask
 from app.store.models import ExperimentState, TrialState
 from app.store.repository import Store
-from tests.helpers import drive, quad_spec, submit_quad, trial_task
+from tests.helpers import drive, process_alive, quad_spec, submit_quad, trial_task
 from workers import runner as runner_module
 from workers.forkserver import ForkServers
 from workers.process import GroupRegistry
@@ -39,14 +39,6 @@ PER_TRIAL = (
     "DLI_WORK_DIR",
     "MODEL_FILE_LOCATION",
 )
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 def _until(condition, timeout_s: float = 20.0) -> None:  # type: ignore[no-untyped-def]
@@ -167,7 +159,7 @@ def test_cancel_and_timeout_kill_the_trial_s_whole_group(
     else:
         assert event.status == "failed" and event.reason.startswith("trial timed out after 2 s")
     pids = json.loads(pids_file.read_text())
-    _until(lambda: not _alive(pids["trial"]) and not _alive(pids["child"]), 5)
+    _until(lambda: not process_alive(pids["trial"]) and not process_alive(pids["child"]), 5)
     assert list(runner.registry.folder.iterdir()) == []
     assert runner.run(_task(redis_client, f"after-{how}")).status == "ok"  # the server lives on
 
@@ -198,13 +190,14 @@ def test_a_killed_worker_process_takes_its_forked_trials_along(
         _until(pids_file.exists, 60)
         pids = json.loads(pids_file.read_text())
         server = int(Path(f"/proc/{pids['trial']}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        assert server != worker.pid and _alive(server)
+        assert server != worker.pid and process_alive(server)
         os.kill(worker.pid, signum)  # the pool process alone (the OOM killer, or a warm shutdown)
         assert worker.wait(timeout=10) == (-9 if signum == signal.SIGKILL else 128 + signal.SIGTERM)
-        _until(lambda: not _alive(server) and not _alive(pids["trial"]), 5)  # parent-death signals
+        # parent-death signals
+        _until(lambda: not process_alive(server) and not process_alive(pids["trial"]), 5)
         if signum == signal.SIGKILL:  # what a restarted worker does about the trial's other processes
             assert GroupRegistry(home / "worker" / "pgids").kill_all(grace_s=1.0) == [pids["trial"]]
-        _until(lambda: not _alive(pids["child"]), 5)  # SIGTERM: the runner stopped the whole group
+        _until(lambda: not process_alive(pids["child"]), 5)  # SIGTERM: the runner stopped the whole group
     finally:
         worker.kill()
         worker.wait()

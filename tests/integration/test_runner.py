@@ -17,19 +17,11 @@ from app.codepack import sha256
 from app.config import Settings
 from app.keys import claim_key, code_key, events_stream, stop_key
 from app.messages import CodeRef, TrialEvent, TrialTask
-from tests.helpers import trial_task
+from tests.helpers import process_alive, trial_task
 from workers.process import GroupRegistry
 from workers.runner import TrialRunner
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
 
 
 @pytest.fixture()
@@ -104,7 +96,7 @@ def test_stop_flag_kills_the_whole_process_group(runner: TrialRunner, redis_clie
     assert event.status == "stopped" and event.reason == "stopped: experiment stopped"
     pids = json.loads((result_dir / "pids.json").read_text())
     time.sleep(0.2)
-    assert not _alive(pids["trial"]) and not _alive(pids["child"])
+    assert not process_alive(pids["trial"]) and not process_alive(pids["child"])
     assert list((runner.registry.folder).iterdir()) == []
 
 
@@ -114,7 +106,7 @@ def test_timeout_kills_the_group_and_fails_the_trial(runner: TrialRunner, redis_
     assert event.status == "failed" and event.reason.startswith("trial timed out after 1.5 s")
     pids = json.loads((runner.results_fs / "hpo" / "batchworkdir" / task.exec_id / "pids.json").read_text())
     time.sleep(0.2)
-    assert not _alive(pids["child"])
+    assert not process_alive(pids["child"])
 
 
 def test_single_file_upload_runs_from_submitted_code(runner: TrialRunner, redis_client, tmp_path) -> None:
