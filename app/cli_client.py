@@ -359,16 +359,30 @@ def trials(
     if json_output:
         _print_json(rows)
         return
+    _out().print(trials_table(rows))
+
+
+def trials_table(rows: list[dict[str, Any]]) -> Table:
+    """The trials as a table; a `reason` column (first line, shortened) when any trial has one."""
+    reasons = any(t.get("reason") for t in rows)
     table = Table()
     table.add_column("#", justify="right")
-    for column in ("state", "objective", "params", "worker", "duration"):
+    for column in ("state", "objective", "params", "worker", "duration", *(["reason"] if reasons else [])):
         table.add_column(column, overflow="fold")
     for t in rows:
-        table.add_row(
-            str(t["number"]), t["state"], _number(t.get("objective")), _params(t.get("params") or {}),
-            t.get("worker") or "-", _duration(t),
-        )  # fmt: skip
-    _out().print(table)
+        cells = [str(t["number"]), t["state"], _number(t.get("objective")), _params(t.get("params") or {}),
+                 t.get("worker") or "-", _duration(t)]  # fmt: skip
+        if reasons:
+            cells.append(_short(t.get("reason")))
+        table.add_row(*cells)
+    return table
+
+
+def _short(text: str | None, limit: int = 80) -> str:
+    lines = (text or "").strip().splitlines()
+    if not lines:
+        return "-"
+    return lines[0] if len(lines[0]) <= limit else lines[0][: limit - 1] + "…"
 
 
 @_handled

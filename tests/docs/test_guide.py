@@ -130,7 +130,8 @@ def test_the_failing_trial_output_is_what_the_commands_print(live_server, tmp_pa
         "(refresh it: .venv/bin/python -m tests.docs.guide_runner --update):\n" + "\n".join(problems)
     )
     everything = "\n".join(run.outputs)
-    assert re.search(r"│\s*1\s*│\s*FAILED\s*│", everything)  # the trial's state in `hpo trials`
+    # the trial's state and the first line of its reason in `hpo trials`
+    assert re.search(r"│\s*1\s*│\s*FAILED\s*│.*│ training script exited with code 1\s*│", everything)
     assert "trial 1: training script exited with code 1" in everything  # its reason
     assert "KeyError: 'lbfgs'" in everything  # the traceback's last line, in the reason and the log
     assert "log/stderr" in everything  # the result archive
