@@ -50,8 +50,21 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+URL_FILE = "url"  # in the private Redis's folder while it runs: how `hpo workers`/`hpo flower` find it
+
+
+def private_broker_url(home: Path) -> str | None:
+    """The URL of the private Redis that `hpo serve`/`hpo run` started under this HPO_HOME, if it answers."""
+    try:
+        url = (home / "redis" / URL_FILE).read_text().strip()
+    except OSError:
+        return None
+    return url if url and ping(url, 0.5) else None
+
+
 class EmbeddedRedis:
-    """A private, non-persistent Redis on a free loopback port, stopped on exit."""
+    """A private, non-persistent Redis on a free loopback port, stopped on exit. While it runs its
+    URL is in `<workdir>/url` (see private_broker_url)."""
 
     def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.workdir = Path(workdir)
@@ -83,6 +96,7 @@ class EmbeddedRedis:
             deadline = time.monotonic() + timeout_s
             while time.monotonic() < deadline and self.proc.poll() is None:
                 if ping(self.url, 0.5):
+                    (self.workdir / URL_FILE).write_text(self.url + "\n")
                     return self
                 time.sleep(0.05)
             self.stop()
@@ -92,6 +106,9 @@ class EmbeddedRedis:
     def stop(self) -> None:
         if self.proc is None:
             return
+        with contextlib.suppress(OSError):
+            if (self.workdir / URL_FILE).read_text().strip() == self.url:
+                (self.workdir / URL_FILE).unlink()
         if self.proc.poll() is None:
             self.proc.terminate()
             try:

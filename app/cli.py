@@ -239,11 +239,11 @@ def workers(json_output: bool = typer.Option(False, "--json", help="one JSON lis
 
     from app.fleet import live_workers
 
-    settings = get_settings()
+    url = _broker_url()
     try:
-        found = live_workers(redis.Redis.from_url(settings.effective_broker_url, socket_connect_timeout=3))
+        found = live_workers(redis.Redis.from_url(url, socket_connect_timeout=3))
     except redis.RedisError as exc:
-        typer.echo(f"error: the broker at HPO_BROKER_URL does not answer: {exc}", err=True)
+        typer.echo(f"error: the broker at {_redacted(url)} does not answer: {exc}", err=True)
         raise typer.Exit(1) from None
     if json_output:
         typer.echo(json.dumps([w.model_dump() for w in found]))
@@ -260,6 +260,27 @@ def workers(json_output: bool = typer.Option(False, "--json", help="one JSON lis
         table.add_row(w.name, w.host, w.gpu_type or "cpu", gpus, f"{w.slots_used}/{w.slots}",
                       " ".join(w.queues), running or "-")  # fmt: skip
     Console(width=200).print(table)
+
+
+def _broker_url() -> str:
+    """HPO_BROKER_URL; unset, the private Redis of an `hpo serve`/`hpo run` under this HPO_HOME
+    while it runs, else the default."""
+    from app.broker import private_broker_url
+
+    settings = get_settings()
+    if settings.broker_url:
+        return settings.broker_url
+    return private_broker_url(settings.home) or settings.effective_broker_url
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return url
+    return parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
 
 
 @cli.command()
@@ -299,9 +320,13 @@ def flower(
     except FlowerAuthError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    url = _broker_url()
+    if url != settings.effective_broker_url:  # `hpo serve`'s private Redis: the Celery app must use it
+        os.environ["HPO_BROKER_URL"] = url
+        reset_settings()
     from workers.celery_app import app
 
-    show_trial_queues(redis.Redis.from_url(settings.effective_broker_url), settings.broker_transport_options)
+    show_trial_queues(redis.Redis.from_url(url), settings.broker_transport_options)
     app.start(flower_argv(port, auth or None))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -42,6 +43,8 @@ def test_serve_leaves_nothing_behind(tmp_path: Path, sig: signal.Signals) -> Non
         while time.monotonic() < deadline and len(processes_mentioning(str(home))) < 3:
             time.sleep(0.2)  # the server, its Redis and its worker
         assert len(processes_mentioning(str(home))) >= 3
+        if sig == signal.SIGTERM:  # fleet commands find the server's private Redis through HPO_HOME
+            assert _workers_seen(env) == ["hpo-local"]
         proc.send_signal(sig)
         proc.wait(timeout=90)
     finally:
@@ -52,3 +55,16 @@ def test_serve_leaves_nothing_behind(tmp_path: Path, sig: signal.Signals) -> Non
     while time.monotonic() < deadline and processes_mentioning(str(home)):
         time.sleep(0.2)
     assert processes_mentioning(str(home)) == [], (tmp_path / "serve.log").read_text()[-2000:]
+    assert not (home / "redis" / "url").exists()  # no stale pointer to the stopped Redis
+
+
+def _workers_seen(env: dict[str, str]) -> list[str]:
+    deadline = time.monotonic() + 20
+    while True:
+        done = subprocess.run([sys.executable, "-m", "app.cli", "workers", "--json"], env=env,
+                              capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        names = [w["name"].split("-")[0] + "-" + w["name"].split("-")[1] for w in json.loads(done.stdout)]
+        if names or time.monotonic() > deadline:
+            return names
+        time.sleep(0.5)
