@@ -214,6 +214,7 @@ class TrialRunner:
         python = self.settings.worker_python or sys.executable
         command = launch_command(python, task, len(self._devices))
         out, err = log_dir / "stdout", log_dir / "stderr"
+        notes: list[str] = []
         if task.mode == "forkserver":
             why = unsupported()
             if why is None and command != [python, task.main, *task.args]:
@@ -227,15 +228,12 @@ class TrialRunner:
                     return trial, []
                 except (ForkServerError, OSError) as exc:
                     why = str(exc)
-            note = f"forkserver mode unavailable ({why}); ran the trial as a subprocess"
+            notes.append(f"forkserver mode unavailable ({why}); ran the trial as a subprocess")
             with err.open("a") as fh:
-                fh.write(f"hpo: {note}\n")
-            proc = spawn(command, cwd=cwd, env=env, stdout=out, stderr=err)
-            self.registry.add(proc.pid, task.exec_id)
-            return proc, [note]
+                fh.write(f"hpo: {notes[0]}\n")
         proc = spawn(command, cwd=cwd, env=env, stdout=out, stderr=err)
         self.registry.add(proc.pid, task.exec_id)
-        return proc, []
+        return proc, notes
 
     def _renew_lease(self, task: TrialTask) -> None:
         """While a forkserver imports its preload (seconds for torch): this attempt is alive."""
