@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     worker_dir: Path | None = None  # default: <home>/worker
     data_fs: Path | None = None  # DLI_DATA_FS for trials; default: <home>/data
     worker_python: str | None = None  # interpreter for trials; default: the worker's own
+    # Start each slot's next subprocess trial interpreter ahead, while a trial runs (workers.prespawn).
+    prespawn: bool = True
     worker_gpus: str | None = None  # "0,1": GPU ids this worker pins trials to
     worker_slots: int = 1  # trials this worker runs at once (set by `hpo worker --slots`)
     worker_gpu_type: str | None = None  # the type its GPUs are listed under (set by `hpo worker`)
@@ -65,6 +67,10 @@ class Settings(BaseSettings):
 
     # Coordinator.
     event_block_ms: int = 200
+    # Trials queued beyond maxParalleNum, so a slot that frees starts the next trial without waiting
+    # for the coordinator; only while the workers serving the queue have no more slots than
+    # maxParalleNum (then the extra trials cannot run at the same time). 0: off.
+    lookahead: int = 1
     poll_interval_s: float = 0.5
     ask_processes: int = 1
     plugin_timeout_s: float = 60.0  # a plugin's search() must answer within this

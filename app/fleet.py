@@ -72,5 +72,14 @@ def served_queues(workers: list[WorkerInfo]) -> set[str]:
     return {q for w in workers for q in w.queues}
 
 
+def queue_slots(workers: list[WorkerInfo]) -> dict[str, int]:
+    """Slots of the workers that serve each queue (a worker's slots count for every queue it serves)."""
+    slots: dict[str, int] = {}
+    for w in workers:
+        for q in w.queues:
+            slots[q] = slots.get(q, 0) + max(w.slots, 1)
+    return slots
+
+
 def unserved_message(queue: str) -> str:
     return f"no worker serves {queue}"

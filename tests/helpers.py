@@ -93,12 +93,14 @@ def drive(
     return coord
 
 
-def max_concurrency(trials: Sequence[Trial]) -> int:
-    """Largest number of trials whose [started_at, ended_at] intervals overlap."""
+def max_concurrency(trials: Sequence[Trial], since: str = "started_at") -> int:
+    """Largest number of trials whose [started_at, ended_at] intervals overlap (`since="created_at"`:
+    trials in flight, queued or running)."""
     edges = []
     for t in trials:
-        if t.started_at and t.ended_at:
-            edges += [(t.started_at.timestamp(), 1), (t.ended_at.timestamp(), -1)]
+        first = getattr(t, since)
+        if first and t.ended_at:
+            edges += [(first.timestamp(), 1), (t.ended_at.timestamp(), -1)]
     level = peak = 0
     for _, delta in sorted(edges, key=lambda e: (e[0], e[1])):
         level += delta

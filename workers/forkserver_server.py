@@ -1,8 +1,9 @@
 """The pre-warmed trial server: imports `preload` once, then forks one child per trial.
 
 Run by workers.forkserver as `python forkserver_server.py REQ_FD REPLY_FD PARENT_PID [MODULE ...]`
-with the trial interpreter (standard library only, so any Python 3.9+ works). Protocol, one JSON
-object per line:
+with the trial interpreter (standard library only, so any Python 3.9+ works); by workers.prespawn
+as `python forkserver_server.py --one REQ_FD PARENT_PID`: a fresh interpreter that reads one request
+and becomes that trial itself, without forking. Protocol, one JSON object per line:
     server -> worker  {"ready": pid} after the preload, or {"error": text} and exit
     worker -> server  {"main", "argv", "cwd", "env", "stdout", "stderr"}: start a trial
     server -> worker  {"started": pid} or {"failed": text}; later {"exited": pid, "code": int}
@@ -174,6 +175,30 @@ def _child(request: dict[str, Any], server: int, server_env: dict[str, str], fds
         os._exit(code)
 
 
+def one(req: int, parent: int) -> None:
+    """A pre-spawned interpreter (already its own session, started by `parent`): wait for one
+    request, then become that trial. End of input before a request: exit quietly."""
+    die_with_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # until it is a trial (as a forked child is)
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(req, 65536)
+        if not chunk:
+            os._exit(0)
+        data += chunk
+    os.close(req)
+    env = dict(os.environ)
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        main = _become_trial(json.loads(data), env)
+    except BaseException:
+        with contextlib.suppress(BaseException):
+            traceback.print_exc()
+            sys.stderr.flush()
+        os._exit(127)
+    os._exit(_run_trial(main))
+
+
 # --- the server ---------------------------------------------------------------------------
 class _Lines:
     def __init__(self, fd: int) -> None:
@@ -246,4 +271,6 @@ def serve(req: int, reply: int, parent: int, preload: list[str]) -> int:
 
 if __name__ == "__main__":
     del sys.path[0]  # this file's folder: neither preloads nor trials should see it
+    if sys.argv[1] == "--one":
+        one(int(sys.argv[2]), int(sys.argv[3]))
     sys.exit(serve(int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -51,6 +52,26 @@ def spawn(
             start_new_session=True,  # own session => own process group, killed as a whole
             preexec_fn=die_with_parent,
         )
+
+
+def wait_exit(proc: Trial, timeout: float) -> int | None:
+    """The exit code if the trial ends within `timeout`, else None. A subprocess is watched through a
+    pidfd (Linux), so its end is seen at once: Popen.wait(timeout) polls with sleeps of up to 50 ms."""
+    if isinstance(proc, subprocess.Popen) and proc.returncode is None and hasattr(os, "pidfd_open"):
+        try:
+            fd = os.pidfd_open(proc.pid)
+        except OSError:
+            fd = -1
+        if fd >= 0:
+            try:
+                select.select([fd], [], [], timeout)
+            finally:
+                os.close(fd)
+            return proc.poll()
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
 
 
 def group_alive(pgid: int) -> bool:

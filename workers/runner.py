@@ -48,7 +48,8 @@ from workers.checkpoints import checkpoint_dir, restore, ship
 from workers.codecache import CodeUnavailable, fetch_code
 from workers.environment import cpu_count, secrets_of, trial_env
 from workers.forkserver import ForkServerError, ForkServers, unsupported
-from workers.process import GroupRegistry, Trial, spawn, stop_process
+from workers.prespawn import Spares
+from workers.process import GroupRegistry, Trial, spawn, stop_process, wait_exit
 from workers.results import tail, zip_results
 from workers.trash import Trash
 
@@ -91,6 +92,7 @@ class TrialRunner:
         self._devices: list[str] = []
         self._on_spawn: Callable[[int], None] | None = None
         self._forkservers: ForkServers | None = None
+        self._spares: Spares | None = None
 
     # --- the whole attempt -----------------------------------------------------------
     def run(
@@ -210,15 +212,15 @@ class TrialRunner:
     def _start(
         self, task: TrialTask, cwd: Path, env: dict[str, str], log_dir: Path
     ) -> tuple[Trial, list[str]]:
-        """The trial's process, forked by a pre-warmed server when asked and possible (then noted)."""
+        """The trial's process: forked by a pre-warmed server when asked and possible (else noted),
+        else a fresh interpreter, the spare one of this slot when there is one (workers.prespawn)."""
         python = self.settings.worker_python or sys.executable
         command = launch_command(python, task, len(self._devices))
+        plain = command == [python, task.main, *task.args] and unsupported() is None
         out, err = log_dir / "stdout", log_dir / "stderr"
         notes: list[str] = []
         if task.mode == "forkserver":
-            why = unsupported()
-            if why is None and command != [python, task.main, *task.args]:
-                why = "a multi-GPU trial starts under torchrun"
+            why = None if plain else (unsupported() or "a multi-GPU trial starts under torchrun")
             if why is None:
                 try:
                     trial = self.forkservers.spawn(python, task.preload, main=task.main, args=task.args,
@@ -231,6 +233,14 @@ class TrialRunner:
             notes.append(f"forkserver mode unavailable ({why}); ran the trial as a subprocess")
             with err.open("a") as fh:
                 fh.write(f"hpo: {notes[0]}\n")
+        elif plain and self.settings.prespawn:
+            proc = self.spares.spawn(python, main=task.main, args=task.args, cwd=cwd, env=env,
+                                     stdout=out, stderr=err)  # fmt: skip
+            self.spares.refill(python)  # the next trial's, started while this one runs
+            if proc is not None:
+                # its /proc environ is the spare's: the registry knows it by its start time
+                self.registry.add(proc.pid, task.exec_id, forked=True)
+                return proc, notes
         proc = spawn(command, cwd=cwd, env=env, stdout=out, stderr=err)
         self.registry.add(proc.pid, task.exec_id)
         return proc, notes
@@ -240,20 +250,30 @@ class TrialRunner:
         with contextlib.suppress(RedisError):
             self.redis.set(lease_key(task.exec_id, task.attempt), self.worker, ex=self._lease_ttl)
 
+    def _base_env(self) -> dict[str, str]:
+        """The trials' environment before the trial's own part (WMLA variables, GPUs, spec env)."""
+        return trial_env(
+            os.environ,
+            secrets=secrets_of([self.settings.broker_url, self.settings.database_url]),
+            wmla={},
+            cuda_visible_devices="",
+            extra={},
+            threads=cpu_count() // self.slots,
+        )
+
     @property
     def forkservers(self) -> ForkServers:
         """This pool process's pre-warmed servers, started on first use, in the trials' base environment."""
         if self._forkservers is None:
-            base = trial_env(
-                os.environ,
-                secrets=secrets_of([self.settings.broker_url, self.settings.database_url]),
-                wmla={},
-                cuda_visible_devices="",
-                extra={},
-                threads=cpu_count() // self.slots,
-            )
-            self._forkservers = ForkServers(base)
+            self._forkservers = ForkServers(self._base_env())
         return self._forkservers
+
+    @property
+    def spares(self) -> Spares:
+        """This pool process's spare interpreter for subprocess trials (workers.prespawn)."""
+        if self._spares is None:
+            self._spares = Spares(self._base_env())
+        return self._spares
 
     def _execute(self, task: TrialTask, result_dir: Path) -> Outcome:
         cwd, env = self._prepare(task, result_dir)
@@ -392,8 +412,9 @@ class TrialRunner:
         deadline = time.monotonic() + task.timeout_s if task.timeout_s else None
         poll = max(self.settings.stop_poll_s, 0.05)
         while True:
-            with contextlib.suppress(Exception):
-                return None, proc.wait(timeout=poll)
+            code = wait_exit(proc, poll)
+            if code is not None:
+                return None, code
             if deadline is not None and time.monotonic() > deadline:
                 return "timeout", stop_process(proc, self.settings.kill_grace_s)
             try:  # a broker outage must not end a healthy trial: skip this round

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.fleet import live_workers, served_queues, unserved_message
+from app.fleet import WorkerInfo, live_workers, served_queues, unserved_message
 from app.store.models import TrialState
 from app.store.repository import Store
 
@@ -21,9 +21,12 @@ class QueueCoverage:
         self.store = store
         self._suspect: set[str] = set()  # queues unserved on the previous check
 
-    def check(self, runtimes: list[Any]) -> None:
+    def check(self, runtimes: list[Any], workers: list[WorkerInfo] | None = None) -> None:
+        """`workers`: the fleet registry as just read (else read here when a trial waits)."""
         waiting = {rt.experiment.queue for rt in runtimes if self._has_queued(rt)}
-        served = served_queues(live_workers(self.redis)) if waiting else set()
+        if workers is None and waiting:
+            workers = live_workers(self.redis)
+        served = served_queues(workers or []) if waiting else set()
         unserved = {q for q in waiting if q not in served}
         confirmed = unserved & self._suspect
         self._suspect = unserved

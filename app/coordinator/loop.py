@@ -8,6 +8,7 @@ maxRunTime, finish experiments. Slow optimizers answer through the Asker from an
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -30,6 +31,7 @@ from app.coordinator.dispatch import Publisher, build_task
 from app.coordinator.leases import LeaseKeeper
 from app.coordinator.runtime import ExperimentRuntime
 from app.coordinator.streams import Delivery, EventStreams
+from app.fleet import live_workers, queue_slots
 from app.messages import TrialEvent
 from app.optimizers import Observation, OptimizerContext, create_optimizer
 from app.schedulers import Decision, create_scheduler
@@ -148,7 +150,9 @@ class Coordinator:
             self._check_trial_leases()
         if now - self._last_coverage >= self.settings.coverage_check_s:
             self._last_coverage = now
-            self.coverage.check(list(self.runtimes.values()))
+            workers = live_workers(self.redis) if self.runtimes else []
+            self.coverage.check(list(self.runtimes.values()), workers)
+            self._set_lookahead(list(self.runtimes.values()), queue_slots(workers))
         asking = any(rt.asking is not None for rt in self.runtimes.values())
         block = 20 if asking else self.settings.event_block_ms
         if self.runtimes:
@@ -205,10 +209,17 @@ class Coordinator:
         if rt.scheduler is not None:
             self._replay_points(rt, trials)
         self.streams.attach(exp.name)
+        if self.settings.lookahead:  # else from the next coverage check on
+            with contextlib.suppress(RedisError):
+                self._set_lookahead([rt], queue_slots(live_workers(self.redis)))
         queued = [t for t in rt.in_flight.values() if t.state == TrialState.QUEUED]
         if queued:  # maybe never published before a crash; a duplicate is skipped by its claim key
             self._publish(rt, queued)
         log.info("driving %s (%s, %d trials so far)", exp.name, spec.algorithm.display_name, rt.created)
+
+    def _set_lookahead(self, runtimes: list[ExperimentRuntime], slots: dict[str, int]) -> None:
+        for rt in runtimes:
+            rt.allow_lookahead(self.settings.lookahead, slots.get(rt.experiment.queue, 0))
 
     def _optimizer_context(self, exp: Experiment) -> OptimizerContext:
         """User algorithms: installed plugins' code, their saved state, limits, secrets to hide."""

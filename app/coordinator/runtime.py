@@ -48,6 +48,7 @@ class ExperimentRuntime:
     retried: int = 0  # attempts started again (lost workers, retry requests)
     stopping: str | None = None  # "stop" | "force" once a stop was requested
     failure: str | None = None  # set when the experiment must end FAILED (e.g. optimizer error)
+    lookahead: int = 0  # trials kept queued beyond max_parallel (see Settings.lookahead)
 
     @property
     def id(self) -> int:
@@ -80,10 +81,17 @@ class ExperimentRuntime:
             return 0
         if self.spec.limits.sync_batches and self.in_flight:
             return 0
-        free = self.spec.limits.max_parallel - len(self.in_flight)
+        free = self.spec.limits.max_parallel + self.lookahead - len(self.in_flight)
         if self.budget_left is not None:
             free = min(free, self.budget_left)
         return max(free, 0)
+
+    def allow_lookahead(self, wanted: int, queue_slots: int) -> None:
+        """Queue `wanted` trials ahead only while the queue's `queue_slots` slots (0: unknown) cannot
+        run more than max_parallel at once, so the extra trials wait for a slot of this experiment;
+        never for synchronous batches (a batch is max_parallel trials)."""
+        fits = 0 < queue_slots <= self.spec.limits.max_parallel
+        self.lookahead = wanted if fits and not self.spec.limits.sync_batches else 0
 
     def done(self, now: float) -> bool:
         if self.in_flight or self.asking is not None:

@@ -63,6 +63,21 @@ def test_searcher_runs_exactly_max_trials_at_full_parallelism(
     assert len(store.metric_points(best.id)) == 3  # every point of val_dict_list.json stored
 
 
+@pytest.mark.parametrize("parallel", [3, 2])
+def test_one_trial_waits_queued_ahead_only_when_the_queue_s_slots_cannot_run_it_too(
+    store: Store, settings: Settings, parallel: int
+) -> None:
+    """Lookahead: with as many slots on the queue as maxParalleNum (3 here), one more trial waits in
+    the queue for the next free slot; with more slots (3 > 2) none does, or it would run at once."""
+    spec = quad_spec(max_trials=8, max_parallel=parallel, space=_space(**SLEEPY))
+    exp = submit_quad(store, spec)
+    drive(store, settings.model_copy(update={"lookahead": 1}), [exp.id])
+    trials = store.trials(exp.id)
+    assert [t.state for t in trials] == [TrialState.FINISHED] * 8
+    assert max_concurrency(trials) == parallel  # running: never more than maxParalleNum
+    assert max_concurrency(trials, since="created_at") == parallel + (1 if parallel == 3 else 0)
+
+
 def test_grid_runs_listed_experiments_up_to_max_trials(store: Store, settings: Settings) -> None:
     experiments = [{"x": i / 10, "y": 0.5, "c": "a", "sleep": 0.3} for i in range(8)]
     spec = quad_spec(algorithm="grid", experiments=experiments, max_trials=6, max_parallel=2)

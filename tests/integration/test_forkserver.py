@@ -272,6 +272,7 @@ def test_the_registry_knows_a_live_forked_trial_by_its_start_time(tmp_path: Path
             )
             for _ in range(2)
         ]
+        _until(lambda: all(os.getpgid(t.pid) == t.pid for t in trials))  # their setsid, just after the fork
         marked, unmarked = (GroupRegistry(tmp_path / name) for name in ("marked", "unmarked"))
         marked.add(trials[0].pid, "exp-7", forked=True)
         unmarked.add(trials[1].pid, "exp-7")

@@ -36,12 +36,26 @@ def test_fills_free_slots_within_the_budget() -> None:
     assert rt.done(1000.0) and rt.end_message(1000.0) == "maxJobNum reached"
 
 
+def test_lookahead_only_while_the_queue_s_slots_cannot_exceed_max_parallel() -> None:
+    rt = _rt(max_trials=10, max_parallel=2)
+    rt.in_flight = {1: _trial(1), 2: _trial(2)}
+    for slots, extra in ((2, 1), (1, 1), (0, 0), (3, 0)):  # 0: no worker known to serve the queue
+        rt.allow_lookahead(1, slots)
+        assert rt.wanted(1000.0) == extra, slots
+    rt.allow_lookahead(1, 2)
+    rt.created = 9
+    assert rt.wanted(1000.0) == 1  # within the budget
+    rt.created = 10
+    assert rt.wanted(1000.0) == 0
+
+
 def test_sync_batches_wait_for_the_whole_batch() -> None:
     rt = _rt(max_trials=10, max_parallel=3, sync_batches=True)
     rt.in_flight = {1: _trial(1)}
     assert rt.wanted(1000.0) == 0
     rt.in_flight = {}
-    assert rt.wanted(1000.0) == 3
+    rt.allow_lookahead(1, 3)
+    assert rt.wanted(1000.0) == 3 and rt.lookahead == 0  # a batch is max_parallel trials
 
 
 def test_deadline_stops_new_trials_and_ends_after_running_ones() -> None:
