@@ -20,6 +20,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import ctypes
+import functools
 import importlib
 import importlib.machinery
 import io
@@ -35,10 +36,15 @@ from typing import Any
 _PR_SET_PDEATHSIG = 1
 
 
+@functools.cache
+def _libc() -> Any:
+    return ctypes.CDLL("libc.so.6", use_errno=True)  # loaded once, by the server: its forks inherit it
+
+
 def die_with_parent(parent: int) -> None:
     """SIGKILL this process when its parent exits; exit now if the parent is already gone."""
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        _libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:
         os._exit(1)
 
@@ -136,10 +142,10 @@ def _run_trial(main: str) -> int:
             sys.excepthook(type(exc), exc.with_traceback(tb), tb)
         interrupted = isinstance(exc, KeyboardInterrupt)
         code = 1
-    with contextlib.suppress(BaseException):
-        import threading
-
-        threading._shutdown()  # type: ignore[attr-defined]  # wait for non-daemon threads
+    threading = sys.modules.get("threading")  # as CPython: only a script that imported it has threads
+    if threading is not None:
+        with contextlib.suppress(BaseException):
+            threading._shutdown()  # type: ignore[attr-defined]  # wait for non-daemon threads
     with contextlib.suppress(BaseException):
         import atexit
 
