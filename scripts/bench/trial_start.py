@@ -1,8 +1,10 @@
-"""Trial start-up cost: a fresh interpreter per trial (subprocess) against a fork of a pre-warmed server.
+"""Trial start-up cost: a fresh interpreter per trial (subprocess), the same started ahead (the slot's
+spare interpreter, workers.prespawn) and a fork of a pre-warmed server (forkserver).
 
 Two measurements, each for a no-op script with and without `import torch`:
-  start     from the runner's decision to start (just before workers.process.spawn or
-            ForkServers.spawn) to the script's first line, and to the line after its imports;
+  start     from the runner's decision to start (just before workers.process.spawn, Spares.spawn
+            or ForkServers.spawn) to the script's first line, and to the line after its imports
+            (the spare had 0.5 s to start, as it has while the slot's previous trial runs);
   trial     a whole no-op trial through TrialRunner.run (claim, events, code copy, config.json,
             process, results, upload) against a real Redis (a private one unless --redis-url).
 The forkserver's own start (its preload) happens once per worker process and is shown apart.
@@ -35,6 +37,7 @@ from app.keys import code_key, events_stream  # noqa: E402
 from app.messages import CodeRef, TrialTask  # noqa: E402
 from scripts.bench.docs import replace_section  # noqa: E402
 from workers.forkserver import ForkServers  # noqa: E402
+from workers.prespawn import Spares  # noqa: E402
 from workers.process import spawn, stop_process  # noqa: E402
 from workers.runner import TrialRunner  # noqa: E402
 
@@ -48,13 +51,16 @@ with open(os.path.join(os.environ["RESULT_DIR"], "times.json"), "w") as fh:
 with open(os.path.join(os.environ["RESULT_DIR"], "val_dict_list.json"), "w") as fh:
     json.dump([{{"steps": 1, "loss": 0.0}}], fh)
 """
-# (label, mode, import torch in the script, preload)
+# (label, mode, import torch in the script, preload); mode "spare": subprocess trials in spares
 SCENARIOS = [
-    ("subprocess", "subprocess", False, ()),
+    ("subprocess, started on demand", "subprocess", False, ()),
+    ("subprocess, spare interpreter (default)", "spare", False, ()),
     ("forkserver", "forkserver", False, ()),
-    ("subprocess, script imports torch", "subprocess", True, ()),
+    ("subprocess, started on demand, script imports torch", "subprocess", True, ()),
+    ("subprocess, spare interpreter, script imports torch", "spare", True, ()),
     ("forkserver, script imports torch, preload: [torch]", "forkserver", True, ("torch",)),
 ]
+SPARE_LEAD_S = 0.5
 
 
 def _code(folder: Path, with_torch: bool) -> Path:
@@ -70,7 +76,13 @@ def _quantiles(values: list[float]) -> tuple[float, float]:
 
 
 def start_latency(
-    tmp: Path, servers: ForkServers, mode: str, model: Path, preload: tuple[str, ...], reps: int
+    tmp: Path,
+    servers: ForkServers,
+    spares: Spares,
+    mode: str,
+    model: Path,
+    preload: tuple[str, ...],
+    reps: int,
 ):
     """(first-line latencies, ready latencies) in seconds."""
     first, ready = [], []
@@ -79,10 +91,18 @@ def start_latency(
         (run / "log").mkdir(parents=True)
         env = {**servers.env, "RESULT_DIR": str(run)}
         out, err = run / "log" / "stdout", run / "log" / "stderr"
+        if mode == "spare":
+            spares.refill(sys.executable)
+            time.sleep(SPARE_LEAD_S)
         decided = time.time()
         if mode == "forkserver":
             proc = servers.spawn(sys.executable, preload, main="train.py", args=[], cwd=model, env=env,
                                  stdout=out, stderr=err)  # fmt: skip
+        elif mode == "spare":
+            proc = spares.spawn(sys.executable, main="train.py", args=[], cwd=model, env=env, stdout=out,
+                                stderr=err)  # fmt: skip
+            if proc is None:
+                raise RuntimeError("the spare interpreter was not usable")
         else:
             proc = spawn([sys.executable, "train.py"], cwd=model, env=env, stdout=out, stderr=err)
         code = proc.wait(timeout=120)
@@ -107,7 +127,8 @@ def whole_trials(
         task = TrialTask(
             experiment=exec_id, trial_id=i, exec_id=exec_id, number=i, attempt=1, params={},
             code=CodeRef(sha256=digest, filename=f"{model.name}.modelDir.tar"), main="train.py",
-            model_dir=model.name, objective_metric="loss", mode=mode, preload=list(preload),
+            model_dir=model.name, objective_metric="loss", preload=list(preload),
+            mode="forkserver" if mode == "forkserver" else "subprocess",
         )  # fmt: skip
         started = time.perf_counter()
         event = runner.run(task)
@@ -136,8 +157,16 @@ def main() -> int:
             url = embedded.url
         client = redis.Redis.from_url(url)
         settings = Settings(home=tmp / "home", broker_url=url, stop_poll_s=0.05)
-        runner = TrialRunner(settings, client, worker="bench/0", slots=2)
+        runners = {  # whole trials: spares on (the default) or off
+            "spare": TrialRunner(settings, client, worker="bench/0", slots=2),
+            "subprocess": TrialRunner(
+                settings.model_copy(update={"prespawn": False}), client, worker="bench/1", slots=2
+            ),
+        }
+        runners["forkserver"] = runners["spare"]
+        runner = runners["spare"]
         servers = ForkServers(runner.forkservers.env)
+        spares = Spares(runner.spares.env)
         try:
             for label, mode, with_torch, preload in SCENARIOS:
                 model = _code(tmp / "code", with_torch)
@@ -145,25 +174,31 @@ def main() -> int:
                 server_start = None
                 if mode == "forkserver":  # the once-per-worker-process start, measured apart
                     started = time.perf_counter()
-                    start_latency(tmp / "warm", servers, mode, model, preload, 1)
+                    start_latency(tmp / "warm", servers, spares, mode, model, preload, 1)
                     server_start = time.perf_counter() - started
-                    whole_trials(runner, client, model, mode, preload, 1)
-                first, ready = start_latency(tmp, servers, mode, model, preload, reps)
-                walls = whole_trials(runner, client, model, mode, preload, reps)
+                whole_trials(runners[mode], client, model, mode, preload, 1)  # untimed: spares, caches
+                first, ready = start_latency(tmp, servers, spares, mode, model, preload, reps)
+                walls = whole_trials(runners[mode], client, model, mode, preload, reps)
                 row = (label, reps, _quantiles(first), _quantiles(ready), _quantiles(walls), server_start)
                 rows.append(row)
                 print(rows[-1], flush=True)
         finally:
             servers.close()
+            spares.close()
             runner.forkservers.close()
+            for each in runners.values():
+                each.spares.close()
             if embedded:
                 embedded.stop()
     load_after = Path("/proc/loadavg").read_text().split()[:3]
     lines = [
         "Start = from the runner's decision to start a trial to the script's first line, and to the line "
         "after its imports (ready); trial = a whole no-op trial through `TrialRunner.run` (claim, events, "
-        "code copy, config.json, process, results zip and upload) on a real Redis. Median / p90 in ms. "
-        "Forkserver: one server per worker process, started once (its preload) and then forked per trial.",
+        "code copy, config.json, process, results zip and upload) on a real Redis, back to back. Median / "
+        "p90 in ms. Spare interpreter: started while the slot's previous trial ran (for `start`, "
+        f"{SPARE_LEAD_S:g} s before; for whole no-op trials back to back, only as long as the previous "
+        "trial). Forkserver: one server per worker process, started once (its preload) and then forked "
+        "per trial.",
         "",
         "| mode | reps | start: first line | start: ready | whole trial | server start (once) |",
         "|---|---|---|---|---|---|",
@@ -190,7 +225,7 @@ def main() -> int:
         replace_section(
             ROOT / "docs" / "benchmarks.md",
             "trial_start",
-            "## Trial start-up: subprocess against forkserver",
+            "## Trial start-up: subprocess, spare interpreter, forkserver",
             table + "\n\n" + note,
         )
     return 0
