@@ -37,6 +37,7 @@ from app.keys import (
     claim_key,
     current_attempt_key,
     decode_stop,
+    events_stream,
     lease_key,
     log_key,
     result_key,
@@ -56,6 +57,19 @@ from workers.trash import Trash
 log = logging.getLogger("hpo.worker")
 T = TypeVar("T")
 CLAIM_TTL_S = 30 * 86400
+# KEYS: claim, stop flag, current attempt, lease, events stream. ARGV: token, claim TTL, attempt,
+# worker, lease TTL, the encoded `started` event. The claim is ours also when a retried call's SET
+# had succeeded before its reply was lost (the second call finds our token).
+CLAIM_SCRIPT = """
+redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local current = redis.call('GET', KEYS[3])
+if current and tonumber(current) > tonumber(ARGV[3]) then return 0 end
+redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[5])
+redis.call('XADD', KEYS[5], '*', 'e', ARGV[6])
+return 1
+"""
 
 
 @dataclass
@@ -93,6 +107,7 @@ class TrialRunner:
         self._on_spawn: Callable[[int], None] | None = None
         self._forkservers: ForkServers | None = None
         self._spares: Spares | None = None
+        self._claim_script = redis.register_script(CLAIM_SCRIPT)
 
     # --- the whole attempt -----------------------------------------------------------
     def run(
@@ -110,10 +125,9 @@ class TrialRunner:
         token = self._token = (
             f"{self.worker}:{uuid.uuid4().hex}"  # this delivery; a redelivered copy has another
         )
-        if not self._retrying(lambda: self._claim(task, token), "claim"):
-            return None  # not ours, cancelled or superseded (see _claim)
         started = time.time()
-        self._retrying(lambda: self._announce(task, started), "lease and started event")
+        if not self._retrying(lambda: self._claim(task, token, started), "claim"):
+            return None  # not ours, cancelled or superseded (see _claim)
         result_dir = self.results_fs / (task.owner or "hpo") / "batchworkdir" / task.exec_id
         try:
             outcome = self._execute(task, result_dir)
@@ -348,28 +362,17 @@ class TrialRunner:
             pipe.execute()
         return self._superseded(task)
 
-    def _claim(self, task: TrialTask, token: str) -> bool:
-        """Take this attempt, in one round trip; False when it is not ours to run: a redelivery of
-        an attempt someone already took, cancelled before it started (the coordinator recorded
-        that), or replaced by a later attempt while it waited in the queue."""
-        key = claim_key(task.exec_id, task.attempt)
-        with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(key, token, nx=True, ex=CLAIM_TTL_S)
-            pipe.get(key)  # ours too when a retried SET had succeeded before its reply was lost
-            pipe.get(stop_key(task.exec_id))
-            pipe.get(current_attempt_key(task.exec_id))
-            _, owner, stopped, current = pipe.execute()
-        if (owner.decode() if isinstance(owner, bytes) else owner) != token:
-            return False
-        return stopped is None and not (current is not None and int(current) > task.attempt)
-
-    def _announce(self, task: TrialTask, started: float) -> None:
-        """The lease and the `started` event in one round trip."""
+    def _claim(self, task: TrialTask, token: str, started: float) -> bool:
+        """Take this attempt and, if taken, set its lease and append its `started` event, in one
+        round trip (CLAIM_SCRIPT). False when it is not ours to run: a redelivery of an attempt
+        someone already took, cancelled before it started (the coordinator recorded that), or
+        replaced by a later attempt while it waited in the queue."""
         event = self._event(task, "started", started_at=started, gpus=self._devices)
-        with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(lease_key(task.exec_id, task.attempt), self.worker, ex=self._lease_ttl)
-            publish_event(pipe, event)
-            pipe.execute()
+        keys = [claim_key(task.exec_id, task.attempt), stop_key(task.exec_id),
+                current_attempt_key(task.exec_id), lease_key(task.exec_id, task.attempt),
+                events_stream(task.experiment)]  # fmt: skip
+        args = [token, CLAIM_TTL_S, task.attempt, self.worker, self._lease_ttl, event.encode()["e"]]
+        return bool(self._claim_script(keys=keys, args=args))
 
     def _retrying(self, call: Callable[[], T], what: str) -> T:
         """A broker call retried through an outage (up to HPO_PUBLISH_RETRY_S): work that was done,
