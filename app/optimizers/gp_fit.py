@@ -4,7 +4,9 @@
 marginal likelihood, as scikit-learn's default, except that once the deadline has passed it stops
 and returns the best hyperparameters evaluated so far (the first evaluation of the first search, at
 the kernel's starting point, always completes). Restarts called after the deadline return at once
-with an infinite loss, so the regressor keeps an earlier optimum. `FixedTheta` skips the search
+with an infinite loss, so the regressor keeps an earlier optimum. Given a `penalty` (a negative log
+prior of the hyperparameters, e.g. `log_prior_penalty`), it searches for the posterior mode
+instead: the penalty is added to the objective and its gradient. `FixedTheta` skips the search
 and returns given hyperparameters (the kernel is only conditioned on the data: one Cholesky).
 
 Pure numpy/scipy, no I/O.
@@ -14,11 +16,47 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
 
 ObjFunc = Callable[..., tuple[float, np.ndarray]]
+
+
+Penalty = Callable[[np.ndarray], tuple[float, np.ndarray]]
+
+
+def log_prior_penalty(kernel: Any) -> Penalty:
+    """Negative log prior of a kernel's (log) hyperparameters and its gradient, Optuna GPSampler's
+    priors: on each length scale l, 0.1 / l^2 + 0.1 * l^2 (keeps l away from both bounds, so a
+    weak but real effect is not switched off by a length scale at its upper bound); on the
+    amplitude (constant_value) a Gamma(2, 1); on the noise variance (noise_level) a Gamma(1.1, 30).
+    Hyperparameters of other names are not penalised."""
+    ls: list[int] = []
+    amp: list[int] = []
+    noise: list[int] = []
+    i = 0
+    for hp in kernel.hyperparameters:
+        if hp.fixed:
+            continue
+        idx = list(range(i, i + hp.n_elements))
+        i += hp.n_elements
+        name = hp.name.rsplit("__", 1)[-1]
+        {"length_scale": ls, "constant_value": amp, "noise_level": noise}.get(name, []).extend(idx)
+
+    def penalty(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        grad = np.zeros_like(theta)
+        t = theta[ls]
+        value = float(np.sum(0.1 * np.exp(2 * t) + 0.1 * np.exp(-2 * t)))
+        grad[ls] = 0.2 * np.exp(2 * t) - 0.2 * np.exp(-2 * t)
+        for idx, shape, rate in ((amp, 2.0, 1.0), (noise, 1.1, 30.0)):
+            t = theta[idx]  # -log Gamma(shape, rate) density of x = e^t, constants dropped
+            value += float(np.sum(rate * np.exp(t) - (shape - 1) * t))
+            grad[idx] = rate * np.exp(t) - (shape - 1)
+        return value, grad
+
+    return penalty
 
 
 class _Deadline(Exception):
@@ -32,8 +70,9 @@ class BudgetedLBFGS:
     point of the last search (log-transformed hyperparameters, as scikit-learn passes them).
     """
 
-    def __init__(self, deadline: float | None) -> None:
+    def __init__(self, deadline: float | None, penalty: Penalty | None = None) -> None:
         self.deadline = deadline
+        self.penalty = penalty
         self.cut = False
         self.best_theta: np.ndarray | None = None
         self.best_value = np.inf
@@ -51,6 +90,9 @@ class BudgetedLBFGS:
 
         def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
             value, grad = obj_func(theta)
+            if self.penalty is not None:
+                extra, extra_grad = self.penalty(theta)
+                value, grad = value + extra, grad + extra_grad
             if not best or value < best[0][0]:
                 best[:] = [(float(value), np.array(theta, dtype=float))]
             if self._late():

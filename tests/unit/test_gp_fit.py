@@ -15,7 +15,7 @@ from sklearn.gaussian_process.kernels import ConstantKernel, Matern
 from app.optimizers import bayesian as bayesian_module
 from app.optimizers.base import Observation
 from app.optimizers.bayesian import Bayesian
-from app.optimizers.gp_fit import BudgetedLBFGS, FixedTheta
+from app.optimizers.gp_fit import BudgetedLBFGS, FixedTheta, log_prior_penalty
 from app.optimizers.settings import BayesianSettings, parse_settings
 from app.space import NumericParam, SearchSpace
 
@@ -92,3 +92,44 @@ def test_many_observations_use_a_subset_fit_and_repeat(monkeypatch: pytest.Monke
     first = opt.ask(2)
     assert len(first) == 2 and all(space.problems(c) == [] for c in first)
     assert opt.ask(2) == first
+
+
+# --- MAP priors (log_prior_penalty) -------------------------------------------------------------
+
+
+def _skopt_kernel() -> object:
+    from skopt.learning.gaussian_process.kernels import ConstantKernel as SkConstant
+    from skopt.learning.gaussian_process.kernels import Matern as SkMatern
+    from skopt.learning.gaussian_process.kernels import WhiteKernel
+
+    return SkConstant(1.0, (0.01, 1000.0)) * SkMatern(
+        length_scale=np.ones(2), length_scale_bounds=[(0.01, 100)] * 2, nu=2.5
+    ) + WhiteKernel(noise_level_bounds=(1e-9, 1e5))
+
+
+def test_prior_penalty_gradient_matches_finite_differences() -> None:
+    kernel = _skopt_kernel()
+    penalty = log_prior_penalty(kernel)
+    theta = np.array([0.3, -1.0, 2.0, -5.0])  # log amplitude, 2 log length scales, log noise
+    value, grad = penalty(theta)
+    h = 1e-6
+    fd = [(penalty(theta + h * e)[0] - penalty(theta - h * e)[0]) / (2 * h) for e in np.eye(4)]
+    assert np.isfinite(value) and np.allclose(grad, fd, rtol=1e-5, atol=1e-6)
+    # Every hyperparameter is penalised: moving any of them away changes the value.
+    assert all(penalty(theta + e)[0] != value for e in np.eye(4))
+
+
+def test_prior_keeps_an_irrelevant_length_scale_off_its_upper_bound() -> None:
+    from skopt.learning import GaussianProcessRegressor as SkGPR
+
+    rng = np.random.default_rng(0)
+    X = rng.random((40, 2))
+    y = np.sin(5 * X[:, 0]) + 0.1 * X[:, 1]  # x1 has a weak but real effect
+    kernel = _skopt_kernel()
+    ml = SkGPR(kernel=kernel, normalize_y=True, noise="gaussian", optimizer=BudgetedLBFGS(None)).fit(X, y)
+    fit = BudgetedLBFGS(None, log_prior_penalty(kernel))
+    mapped = SkGPR(kernel=kernel, normalize_y=True, noise="gaussian", optimizer=fit).fit(X, y)
+    ls_ml = ml.kernel_.k1.k2.length_scale
+    ls_map = mapped.kernel_.k1.k2.length_scale
+    assert ls_ml[1] > 20  # maximum likelihood all but switches x1 off
+    assert ls_map[1] < ls_ml[1] / 2 and ls_map[1] < 20
