@@ -57,6 +57,7 @@ from workers.trash import Trash
 log = logging.getLogger("hpo.worker")
 T = TypeVar("T")
 CLAIM_TTL_S = 30 * 86400
+REFILL_AFTER_S = 0.05  # a trial's spare interpreter for the next trial starts this long after it
 # KEYS: claim, stop flag, current attempt, lease, events stream. ARGV: token, claim TTL, attempt,
 # worker, lease TTL, the encoded `started` event. The claim is ours also when a retried call's SET
 # had succeeded before its reply was lost (the second call finds our token).
@@ -107,6 +108,7 @@ class TrialRunner:
         self._on_spawn: Callable[[int], None] | None = None
         self._forkservers: ForkServers | None = None
         self._spares: Spares | None = None
+        self._refill: str | None = None  # a spare to start (for this interpreter) while the trial runs
         self._claim_script = redis.register_script(CLAIM_SCRIPT)
 
     # --- the whole attempt -----------------------------------------------------------
@@ -250,7 +252,7 @@ class TrialRunner:
         elif plain and self.settings.prespawn:
             proc = self.spares.spawn(python, main=task.main, args=task.args, cwd=cwd, env=env,
                                      stdout=out, stderr=err)  # fmt: skip
-            self.spares.refill(python)  # the next trial's, started while this one runs
+            self._refill = python  # the next trial's spare, started once this trial is under way
             if proc is not None:
                 # its /proc environ is the spare's: the registry knows it by its start time
                 self.registry.add(proc.pid, task.exec_id, forked=True)
@@ -414,6 +416,12 @@ class TrialRunner:
         self._last_log_share = self._last_points = self._last_beat = time.monotonic()
         deadline = time.monotonic() + task.timeout_s if task.timeout_s else None
         poll = max(self.settings.stop_poll_s, 0.05)
+        if self._refill is not None:  # not at once: the new interpreter's start-up would slow this one's
+            code = wait_exit(proc, REFILL_AFTER_S)
+            self.spares.refill(self._refill)
+            self._refill = None
+            if code is not None:
+                return None, code
         while True:
             code = wait_exit(proc, poll)
             if code is not None:
