@@ -155,6 +155,8 @@ class Coordinator:
             self._set_lookahead(list(self.runtimes.values()), queue_slots(workers))
         asking = any(rt.asking is not None for rt in self.runtimes.values())
         block = 20 if asking else self.settings.event_block_ms
+        if any(rt.asking is None and rt.wanted(time.time()) > 0 for rt in self.runtimes.values()):
+            block = 0  # trials to start (e.g. an experiment just adopted): do not wait for events first
         if self.runtimes:
             by_name = {rt.name: rt for rt in self.runtimes.values()}
             self._handle_batch(self.streams.read(list(by_name), block), by_name)

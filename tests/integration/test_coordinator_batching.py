@@ -6,6 +6,7 @@ the experiment's queue is one no worker serves, so nothing here runs a trial.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,6 +44,24 @@ def coordinated(
     yield coord, exp, trials
     coord.close()
     redis_client.delete(QUEUE, f"_kombu.binding.{QUEUE}", events_stream(exp.name))
+
+
+def test_a_new_experiment_s_first_trials_do_not_wait_for_an_event_read(
+    store: Store, settings: Settings, redis_client: redis.Redis
+) -> None:
+    """The tick that adopts an experiment starts its trials without first blocking on the (empty)
+    event streams for event_block_ms (which delayed every experiment's first trials)."""
+    exp = submit_quad(store, quad_spec(max_trials=2, max_parallel=2, resources=NOWHERE))
+    coord = make_coordinator(store, settings.model_copy(update={"event_block_ms": 20_000}), [exp.id])
+    try:
+        started = time.monotonic()
+        coord.tick()
+        assert time.monotonic() - started < 10  # not the 20 s of a blocking read
+        assert [t.state for t in store.trials(exp.id)] == [TrialState.QUEUED] * 2
+        assert redis_client.llen(QUEUE) == 2
+    finally:
+        coord.close()
+        redis_client.delete(QUEUE, f"_kombu.binding.{QUEUE}", events_stream(exp.name))
 
 
 def _events(exp: Experiment, trial: Trial, objective: float) -> list[TrialEvent]:
