@@ -26,6 +26,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -74,6 +75,17 @@ return 1
 
 
 @dataclass
+class Ran:
+    """An attempt whose process has ended: what its `finished` event is made of."""
+
+    task: TrialTask
+    result_dir: Path
+    outcome: Outcome
+    started: float
+    ended: float
+
+
+@dataclass
 class Outcome:
     status: str  # ok | failed | stopped
     reason: str | None = None
@@ -110,6 +122,7 @@ class TrialRunner:
         self._spares: Spares | None = None
         self._refill: str | None = None  # a spare to start (for this interpreter) while the trial runs
         self._claim_script = redis.register_script(CLAIM_SCRIPT)
+        self._concluder: ThreadPoolExecutor | None = None  # see conclude_later
 
     # --- the whole attempt -----------------------------------------------------------
     def run(
@@ -122,6 +135,17 @@ class TrialRunner:
 
         `on_spawn` learns the trial's process group as soon as it exists.
         """
+        ran = self.attempt(task, devices, on_spawn)
+        return None if ran is None else self.conclude(ran)
+
+    def attempt(
+        self,
+        task: TrialTask,
+        devices: list[str] | None = None,
+        on_spawn: Callable[[int], None] | None = None,
+    ) -> Ran | None:
+        """Claim the attempt, announce it and run its process to the end; None when it was not ours.
+        Its `finished` event is what `conclude` (now or on the background thread) publishes."""
         self._devices = list(devices or [])
         self._on_spawn = on_spawn
         token = self._token = (
@@ -137,7 +161,11 @@ class TrialRunner:
             outcome = Outcome(status="failed", reason=str(exc))
         except Exception as exc:  # report anything unexpected instead of losing the attempt
             outcome = Outcome(status="failed", reason=f"worker error: {type(exc).__name__}: {exc}")
-        ended = time.time()
+        return Ran(task, result_dir, outcome, started, time.time())
+
+    def conclude(self, ran: Ran) -> TrialEvent:
+        """Zip the results and publish them with the `finished` event (one transaction)."""
+        task, result_dir, outcome = ran.task, ran.result_dir, ran.outcome
         result = self._zip(task, result_dir)
         log_dir = result_dir / "log"
         stderr_tail = tail(log_dir / "stderr", self.settings.log_tail_bytes)
@@ -148,8 +176,8 @@ class TrialRunner:
             objective=outcome.objective,
             reason=_with_tail(outcome.reason, stderr_tail) if outcome.status == "failed" else outcome.reason,
             exit_code=outcome.exit_code,
-            started_at=started,
-            ended_at=ended,
+            started_at=ran.started,
+            ended_at=ran.ended,
             points=outcome.points or [],
             metrics_summary=outcome.summary,
             stdout_tail=tail(log_dir / "stdout", self.settings.log_tail_bytes),
@@ -161,6 +189,27 @@ class TrialRunner:
         if not self.settings.keep_trial_dirs:
             self.trash.discard(result_dir)
         return event
+
+    def conclude_later(self, ran: Ran) -> None:
+        """Conclude on this runner's background thread, in order, so the slot takes its next task
+        while this one's results are zipped and published (a few ms between every two trials).
+        The attempt's lease outlives that by far; were the process killed first, the lease would
+        lapse and the coordinator would run the attempt again."""
+        if self._concluder is None:
+            self._concluder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo-conclude")
+        self._concluder.submit(self._conclude_logged, ran)
+
+    def _conclude_logged(self, ran: Ran) -> None:
+        try:
+            self.conclude(ran)
+        except Exception:
+            log.exception("could not publish the end of %s; its lease will lapse", ran.task.exec_id)
+
+    def drain(self) -> None:
+        """Wait for the concludes handed to the background thread (before this process forks or exits)."""
+        if self._concluder is not None:
+            self._concluder.shutdown(wait=True)
+            self._concluder = None
 
     def _event(self, task: TrialTask, kind: str, **fields: Any) -> TrialEvent:
         return TrialEvent(
@@ -236,6 +285,7 @@ class TrialRunner:
         out, err = log_dir / "stdout", log_dir / "stderr"
         notes: list[str] = []
         if task.mode == "forkserver":
+            self.drain()  # starting a server forks with preexec code: not beside our background thread
             why = None if plain else (unsupported() or "a multi-GPU trial starts under torchrun")
             if why is None:
                 try:
@@ -257,6 +307,7 @@ class TrialRunner:
                 # its /proc environ is the spare's: the registry knows it by its start time
                 self.registry.add(proc.pid, task.exec_id, forked=True)
                 return proc, notes
+        self.drain()  # the fork runs preexec code: not beside our background thread
         proc = spawn(command, cwd=cwd, env=env, stdout=out, stderr=err)
         self.registry.add(proc.pid, task.exec_id)
         return proc, notes

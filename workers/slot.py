@@ -26,22 +26,34 @@ def _slot_index() -> int:
         return 0
 
 
+_made: list[TrialRunner] = []  # this process's runner, once made
+
+
 def init_slot() -> None:
     current_runner.cache_clear()
     current_allocator.cache_clear()
+    _made.clear()
 
 
 @lru_cache(maxsize=1)
 def current_runner(hostname: str | None = None) -> TrialRunner:
     settings = get_settings()
     slot = _slot_index()
-    return TrialRunner(
+    runner = TrialRunner(
         settings,
         redis.Redis.from_url(settings.effective_broker_url),
         worker=f"{hostname or os.uname().nodename}/{slot}",
         slot=slot,
         slots=settings.worker_slots,
     )
+    _made[:] = [runner]
+    return runner
+
+
+def drain_runner() -> None:
+    """Let this process's runner finish publishing the trials it is concluding (before exiting)."""
+    for runner in _made:
+        runner.drain()
 
 
 @lru_cache(maxsize=1)

@@ -4,17 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown
 
 from app.keys import RUN_TRIAL_TASK, queue_gpus
 from app.messages import TrialTask
 from workers.celery_app import app
-from workers.slot import current_allocator, current_runner, give_back, init_slot, wait_for_gpus
+from workers.runner import Ran, TrialRunner
+from workers.slot import (
+    current_allocator,
+    current_runner,
+    drain_runner,
+    give_back,
+    init_slot,
+    wait_for_gpus,
+)
 
 
 @worker_process_init.connect
 def _init_slot(**_: Any) -> None:
     init_slot()
+
+
+@worker_process_shutdown.connect
+def _drain_slot(**_: Any) -> None:
+    """Publish the ends of trials still being concluded before the pool process exits."""
+    drain_runner()
 
 
 @app.task(name=RUN_TRIAL_TASK, bind=True, acks_late=True, ignore_result=True)
@@ -24,13 +38,11 @@ def run_trial(self: Any, task: dict[str, Any]) -> str | None:
     allocator = current_allocator()
     queue = (self.request.delivery_info or {}).get("routing_key") or ""
     if allocator is None or trial.gpus <= 0 or queue_gpus(queue) == 0:  # a CPU slot (`--cpu` runs)
-        event = runner.run(trial)
-        return None if event is None else event.status
+        return _conclude(runner, runner.attempt(trial))
     task_id = self.request.id
     devices, ours = wait_for_gpus(allocator, task_id, trial.gpus)
     if not ours:  # a redelivered copy of an attempt running here: its claim stops it; keep the grant
-        event = runner.run(trial, devices=devices)
-        return None if event is None else event.status
+        return _conclude(runner, runner.attempt(trial, devices=devices))
     pgid: list[int] = []
 
     def started(group: int) -> None:
@@ -38,7 +50,15 @@ def run_trial(self: Any, task: dict[str, Any]) -> str | None:
         allocator.started(task_id, group)
 
     try:
-        event = runner.run(trial, devices=devices, on_spawn=started)
+        ran = runner.attempt(trial, devices=devices, on_spawn=started)
     finally:
         give_back(allocator, task_id, pgid[0] if pgid else None)
-    return None if event is None else event.status
+    return _conclude(runner, ran)
+
+
+def _conclude(runner: TrialRunner, ran: Ran | None) -> str | None:
+    """The results go out on the runner's background thread; the slot is free for its next task."""
+    if ran is None:
+        return None
+    runner.conclude_later(ran)
+    return ran.outcome.status

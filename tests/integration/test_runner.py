@@ -140,3 +140,21 @@ def test_registry_kills_only_groups_that_are_still_our_trials(tmp_path: Path) ->
         stranger.kill()
         stranger.wait()
     assert list(registry.folder.iterdir()) == []
+
+
+def test_an_attempt_concluded_in_the_background_publishes_its_end_once_drained(
+    runner: TrialRunner, redis_client
+) -> None:
+    """The Celery task frees its slot when the process ended; the results and the `finished`
+    event go out on the runner's background thread, in order, and `drain` waits for them."""
+    tasks = [_task(redis_client, FIXTURES / "quad", f"bg{i}") for i in range(2)]
+    ran = [runner.attempt(task) for task in tasks]
+    assert [r.outcome.status for r in ran] == ["ok", "ok"]
+    assert [e.kind for e in _events(redis_client, tasks[0].experiment)] == ["started"]  # not yet
+    for r in ran:
+        runner.conclude_later(r)
+    runner.drain()
+    for task in tasks:
+        events = _events(redis_client, task.experiment)
+        assert [e.kind for e in events] == ["started", "finished"]
+        assert events[1].objective == pytest.approx(1.0 / 3) and redis_client.get(events[1].result_key)
