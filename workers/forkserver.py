@@ -264,6 +264,11 @@ class ForkServers:
                 del self._servers[key]
             raise
 
+    def running(self, python: str, preload: Sequence[str]) -> bool:
+        """Whether the server for (python, preload) is up (a spawn then forks nothing here)."""
+        server = self._servers.get((python, tuple(preload)))
+        return server is not None and server.alive
+
     def close(self) -> None:
         for server in self._servers.values():
             server.close()

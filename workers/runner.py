@@ -285,7 +285,8 @@ class TrialRunner:
         out, err = log_dir / "stdout", log_dir / "stderr"
         notes: list[str] = []
         if task.mode == "forkserver":
-            self.drain()  # starting a server forks with preexec code: not beside our background thread
+            if not self.forkservers.running(python, task.preload):
+                self.drain()  # starting a server forks with preexec code: not beside our background thread
             why = None if plain else (unsupported() or "a multi-GPU trial starts under torchrun")
             if why is None:
                 try:
