@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -26,6 +27,7 @@ from app.store.artifacts import FileArtifactStore
 from app.store.models import Experiment, Trial
 from app.store.repository import Store
 from workers.celery_app import make_celery
+from workers.runner import TrialRunner
 
 FIXTURES = Path(__file__).parent / "fixtures"
 QUAD = FIXTURES / "quad"
@@ -176,3 +178,40 @@ def process_alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+# --- trial runners on their own (tests of the trial modes) -------------------------------------
+# Environment variables that differ between two trials of one runner; everything else must not.
+PER_TRIAL_ENV = ("RESULT_DIR", "LOG_DIR", "CHECKPOINT_DIR", "DLI_EXECID", "APP_ID", "DLI_WORK_DIR",
+                 "MODEL_FILE_LOCATION")  # fmt: skip
+# `python -c RUNNER_SCRIPT HOME BROKER_URL TASK_JSON...`: a worker pool process stand-in that runs
+# the tasks in order with a TrialRunner (for killing it while a trial runs).
+RUNNER_SCRIPT = """
+import sys
+import redis
+from app.config import Settings
+from app.messages import TrialTask
+from workers.runner import TrialRunner
+settings = Settings(home=sys.argv[1], broker_url=sys.argv[2], keep_trial_dirs=True)
+runner = TrialRunner(settings, redis.Redis.from_url(sys.argv[2]), worker="doomed/0")
+for raw in sys.argv[3:]:
+    runner.run(TrialTask.model_validate_json(raw))
+"""
+
+
+def until(condition: Any, timeout_s: float = 20.0) -> None:
+    """Wait for `condition()` to be true; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def trial_dir(runner: TrialRunner, task: TrialTask) -> Path:
+    """RESULT_DIR of a trial `runner` ran."""
+    return runner.results_fs / (task.owner or "hpo") / "batchworkdir" / task.exec_id
+
+
+def read_probe(runner: TrialRunner, task: TrialTask) -> dict[str, Any]:
+    """What tests/fixtures/prewarm/train.py recorded about how it was started."""
+    return json.loads((trial_dir(runner, task) / "probe.json").read_text())

@@ -61,6 +61,14 @@ def unsupported() -> str | None:
     return None
 
 
+def trial_request(
+    main: str, args: Sequence[str], cwd: Path, env: Mapping[str, str], stdout: Path, stderr: Path
+) -> dict[str, Any]:
+    """A trial as forkserver_server.py takes it (a forked child, or a spare interpreter)."""
+    return {"main": main, "argv": [main, *args], "cwd": str(cwd), "env": dict(env),
+            "stdout": str(stdout), "stderr": str(stderr)}  # fmt: skip
+
+
 class ForkServer:
     """One server process and the two pipes to it."""
 
@@ -253,11 +261,9 @@ class ForkServers:
         while len(self._servers) > MAX_SERVERS:
             _, old = self._servers.popitem(last=False)
             old.close()
-        argv = [main, *args]
-        request = {"main": main, "argv": argv, "cwd": str(cwd), "env": dict(env),
-                   "stdout": str(stdout), "stderr": str(stderr)}  # fmt: skip
+        request = trial_request(main, args, cwd, env, stdout, stderr)
         try:
-            return ForkedTrial(server, server.spawn(request, tick), argv)
+            return ForkedTrial(server, server.spawn(request, tick), request["argv"])
         except ForkServerError as exc:
             if exc.lasting:
                 self._broken[key] = str(exc)

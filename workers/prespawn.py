@@ -1,8 +1,8 @@
 """Subprocess trials without waiting for Python to start: one fresh interpreter kept ready per slot.
 
 A `Spare` is `python forkserver_server.py --one ...` started in the trials' base environment
-before its trial is known: it starts up (site, encodings: ~20-40 ms, more on a busy machine) and
-blocks on a pipe. When the slot's next trial comes, the runner writes the trial's request (cwd,
+before its trial is known: it starts up (site, encodings: tens of milliseconds; scripts/bench/trial_start.py)
+and blocks on a pipe. When the slot's next trial comes, the runner writes the trial's request (cwd,
 environment, argv, log files) to it and the interpreter becomes that trial, as a forked trial does
 (workers.forkserver_server): a fresh `__main__`, `sys.argv`, the full environment, stdout/stderr
 to the log files, exit code as `python main args`. Unlike a forked trial it shares nothing with
@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from workers.forkserver import SERVER_SCRIPT
+from workers.forkserver import SERVER_SCRIPT, trial_request
 
 # Read by the interpreter or the dynamic loader at start-up, so a spare started without the trial's
 # value would differ from `python main args`. PYTHONPATH and PYTHONUNBUFFERED are applied when the
@@ -119,9 +119,7 @@ class Spares:
         if spare.python != python or startup_differences(self.env, env):
             spare.discard()
             return None
-        request = {"main": main, "argv": [main, *args], "cwd": str(cwd), "env": dict(env),
-                   "stdout": str(stdout), "stderr": str(stderr)}  # fmt: skip
-        return spare.become(request)
+        return spare.become(trial_request(main, args, cwd, env, stdout, stderr))
 
     @property
     def waiting_pid(self) -> int | None:

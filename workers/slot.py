@@ -26,34 +26,34 @@ def _slot_index() -> int:
         return 0
 
 
-_made: list[TrialRunner] = []  # this process's runner, once made
+_runner: TrialRunner | None = None  # this pool process's, made for its first task
 
 
 def init_slot() -> None:
-    current_runner.cache_clear()
+    global _runner
+    _runner = None
     current_allocator.cache_clear()
-    _made.clear()
 
 
-@lru_cache(maxsize=1)
 def current_runner(hostname: str | None = None) -> TrialRunner:
-    settings = get_settings()
-    slot = _slot_index()
-    runner = TrialRunner(
-        settings,
-        redis.Redis.from_url(settings.effective_broker_url),
-        worker=f"{hostname or os.uname().nodename}/{slot}",
-        slot=slot,
-        slots=settings.worker_slots,
-    )
-    _made[:] = [runner]
-    return runner
+    global _runner
+    if _runner is None:
+        settings = get_settings()
+        slot = _slot_index()
+        _runner = TrialRunner(
+            settings,
+            redis.Redis.from_url(settings.effective_broker_url),
+            worker=f"{hostname or os.uname().nodename}/{slot}",
+            slot=slot,
+            slots=settings.worker_slots,
+        )
+    return _runner
 
 
 def drain_runner() -> None:
     """Let this process's runner finish publishing the trials it is concluding (before exiting)."""
-    for runner in _made:
-        runner.drain()
+    if _runner is not None:
+        _runner.drain()
 
 
 @lru_cache(maxsize=1)

@@ -22,7 +22,18 @@ from app.keys import stop_key
 from app.messages import TrialTask
 from app.store.models import ExperimentState, TrialState
 from app.store.repository import Store
-from tests.helpers import drive, process_alive, quad_spec, submit_quad, trial_task
+from tests.helpers import (
+    PER_TRIAL_ENV,
+    RUNNER_SCRIPT,
+    drive,
+    process_alive,
+    quad_spec,
+    read_probe,
+    submit_quad,
+    trial_dir,
+    trial_task,
+    until,
+)
 from workers import runner as runner_module
 from workers.forkserver import ForkServers
 from workers.process import GroupRegistry
@@ -30,22 +41,6 @@ from workers.runner import TrialRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
-PER_TRIAL = (
-    "RESULT_DIR",
-    "LOG_DIR",
-    "CHECKPOINT_DIR",
-    "DLI_EXECID",
-    "APP_ID",
-    "DLI_WORK_DIR",
-    "MODEL_FILE_LOCATION",
-)
-
-
-def _until(condition, timeout_s: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 @pytest.fixture()
@@ -73,14 +68,6 @@ def _task(redis_client: redis.Redis, name: str, **fields) -> TrialTask:  # type:
     return trial_task(redis_client, FIXTURES / "prewarm", exec_id, **{**base, **fields})
 
 
-def _dir(runner: TrialRunner, task: TrialTask) -> Path:
-    return runner.results_fs / "hpo" / "batchworkdir" / task.exec_id
-
-
-def _probe(runner: TrialRunner, task: TrialTask) -> dict:
-    return json.loads((_dir(runner, task) / "probe.json").read_text())
-
-
 def test_a_forked_trial_reports_its_metric_and_gets_what_a_subprocess_gets(
     runner: TrialRunner, redis_client: redis.Redis
 ) -> None:
@@ -91,20 +78,20 @@ def test_a_forked_trial_reports_its_metric_and_gets_what_a_subprocess_gets(
     assert event.notes == []
     plain = _task(redis_client, "plain", mode="subprocess", preload=[])
     assert runner.run(plain).status == "ok"
-    fp, sp = _probe(runner, forked), _probe(runner, plain)
+    fp, sp = read_probe(runner, forked), read_probe(runner, plain)
     assert fp["preloaded"] and not sp["preloaded"]
     assert fp["ppid"] != os.getpid() and sp["ppid"] == os.getpid()  # forked by the server
     for probe, task in ((fp, forked), (sp, plain)):
         assert probe["pgid"] == probe["pid"] == probe["sid"]  # its own session and group
         assert probe["argv"] == ["train.py", "--flag", "value"]
         assert probe["name"] == "__main__" and probe["stdin"] == "/dev/null"
-        assert probe["cwd"] == str(_dir(runner, task) / "_submitted_code" / "prewarm")
+        assert probe["cwd"] == str(trial_dir(runner, task) / "_submitted_code" / "prewarm")
         assert probe["path0"] == probe["cwd"] and probe["file"] == f"{probe['cwd']}/train.py"
-        assert probe["env"]["RESULT_DIR"] == str(_dir(runner, task))
+        assert probe["env"]["RESULT_DIR"] == str(trial_dir(runner, task))
         assert not [k for k in probe["env"] if k.startswith("HPO_")]
-        assert "probe written" in (_dir(runner, task) / "log" / "stdout").read_text()
-    same = {k: v for k, v in fp["env"].items() if k not in PER_TRIAL}
-    assert same == {k: v for k, v in sp["env"].items() if k not in PER_TRIAL}
+        assert "probe written" in (trial_dir(runner, task) / "log" / "stdout").read_text()
+    same = {k: v for k, v in fp["env"].items() if k not in PER_TRIAL_ENV}
+    assert same == {k: v for k, v in sp["env"].items() if k not in PER_TRIAL_ENV}
 
 
 def test_preload_runs_once_for_three_trials(
@@ -114,7 +101,7 @@ def test_preload_runs_once_for_three_trials(
     for i in range(3):
         task = _task(redis_client, f"once{i}", preload=["hpo_preload_probe", "numpy"])
         assert runner.run(task).status == "ok"
-        probes.append(_probe(runner, task))
+        probes.append(read_probe(runner, task))
     assert len(counter.read_text().splitlines()) == 1
     assert len({p["ppid"] for p in probes}) == 1 and len({p["pid"] for p in probes}) == 3
     assert all(p["preloaded"] for p in probes)
@@ -128,7 +115,7 @@ def test_a_crashing_script_fails_with_its_traceback(runner: TrialRunner, redis_c
     task = _task(redis_client, "crash", params={"mode": "crash"})
     event = runner.run(task)
     assert event.status == "failed" and event.exit_code == 1
-    stderr = (_dir(runner, task) / "log" / "stderr").read_text()
+    stderr = (trial_dir(runner, task) / "log" / "stderr").read_text()
     assert stderr.startswith("Traceback (most recent call last):")
     assert 'train.py", line' in stderr and "in fail_deeply" in stderr
     assert stderr.rstrip().endswith("RuntimeError: deliberate crash in the trial")
@@ -143,11 +130,11 @@ def test_cancel_and_timeout_kill_the_trial_s_whole_group(
     runner: TrialRunner, redis_client: redis.Redis, how: str
 ) -> None:
     task = _task(redis_client, how, params={"mode": "hang"}, timeout_s=2.0 if how == "timeout" else None)
-    pids_file = _dir(runner, task) / "pids.json"
+    pids_file = trial_dir(runner, task) / "pids.json"
     if how == "cancel":
 
         def stop_soon() -> None:
-            _until(pids_file.exists)
+            until(pids_file.exists)
             redis_client.set(stop_key(task.exec_id), "experiment stopped")
 
         threading.Thread(target=stop_soon, daemon=True).start()
@@ -159,21 +146,9 @@ def test_cancel_and_timeout_kill_the_trial_s_whole_group(
     else:
         assert event.status == "failed" and event.reason.startswith("trial timed out after 2 s")
     pids = json.loads(pids_file.read_text())
-    _until(lambda: not process_alive(pids["trial"]) and not process_alive(pids["child"]), 5)
+    until(lambda: not process_alive(pids["trial"]) and not process_alive(pids["child"]), 5)
     assert list(runner.registry.folder.iterdir()) == []
     assert runner.run(_task(redis_client, f"after-{how}")).status == "ok"  # the server lives on
-
-
-WORKER = """
-import json, sys
-import redis
-from app.config import Settings
-from app.messages import TrialTask
-from workers.runner import TrialRunner
-settings = Settings(home=sys.argv[1], broker_url=sys.argv[2], keep_trial_dirs=True)
-runner = TrialRunner(settings, redis.Redis.from_url(sys.argv[2]), worker="doomed/0")
-runner.run(TrialTask.model_validate_json(sys.argv[3]))
-"""
 
 
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
@@ -183,21 +158,21 @@ def test_a_killed_worker_process_takes_its_forked_trials_along(
     task = _task(redis_client, f"orphan{signum}", params={"mode": "hang"})
     home = tmp_path / "doomed"
     worker = subprocess.Popen(
-        [sys.executable, "-c", WORKER, str(home), redis_url, task.model_dump_json()], cwd=ROOT
+        [sys.executable, "-c", RUNNER_SCRIPT, str(home), redis_url, task.model_dump_json()], cwd=ROOT
     )
     pids_file = home / "worker" / "results" / "hpo" / "batchworkdir" / task.exec_id / "pids.json"
     try:
-        _until(pids_file.exists, 60)
+        until(pids_file.exists, 60)
         pids = json.loads(pids_file.read_text())
         server = int(Path(f"/proc/{pids['trial']}/stat").read_text().rsplit(")", 1)[1].split()[1])
         assert server != worker.pid and process_alive(server)
         os.kill(worker.pid, signum)  # the pool process alone (the OOM killer, or a warm shutdown)
         assert worker.wait(timeout=10) == (-9 if signum == signal.SIGKILL else 128 + signal.SIGTERM)
         # parent-death signals
-        _until(lambda: not process_alive(server) and not process_alive(pids["trial"]), 5)
+        until(lambda: not process_alive(server) and not process_alive(pids["trial"]), 5)
         if signum == signal.SIGKILL:  # what a restarted worker does about the trial's other processes
             assert GroupRegistry(home / "worker" / "pgids").kill_all(grace_s=1.0) == [pids["trial"]]
-        _until(lambda: not process_alive(pids["child"]), 5)  # SIGTERM: the runner stopped the whole group
+        until(lambda: not process_alive(pids["child"]), 5)  # SIGTERM: the runner stopped the whole group
     finally:
         worker.kill()
         worker.wait()
@@ -206,10 +181,10 @@ def test_a_killed_worker_process_takes_its_forked_trials_along(
 def test_a_dead_server_is_restarted(runner: TrialRunner, redis_client: redis.Redis, counter: Path) -> None:
     first = _task(redis_client, "first")
     assert runner.run(first).status == "ok"
-    os.kill(_probe(runner, first)["ppid"], signal.SIGKILL)
+    os.kill(read_probe(runner, first)["ppid"], signal.SIGKILL)
     second = _task(redis_client, "second")
     assert runner.run(second).status == "ok"
-    assert _probe(runner, second)["ppid"] != _probe(runner, first)["ppid"]
+    assert read_probe(runner, second)["ppid"] != read_probe(runner, first)["ppid"]
     assert len(counter.read_text().splitlines()) == 2
 
 
@@ -219,8 +194,8 @@ def test_falls_back_to_a_subprocess_with_a_line_in_the_log(
     bad = ["hpo_preload_probe", "no_such_module_hpo"]
     task = _task(redis_client, "badpreload", preload=bad)
     event = runner.run(task)
-    assert event.status == "ok" and _probe(runner, task)["ppid"] == os.getpid()
-    stderr = (_dir(runner, task) / "log" / "stderr").read_text()
+    assert event.status == "ok" and read_probe(runner, task)["ppid"] == os.getpid()
+    stderr = (trial_dir(runner, task) / "log" / "stderr").read_text()
     assert (
         "forkserver mode unavailable (preload of 'no_such_module_hpo' failed: ModuleNotFoundError" in stderr
     )
@@ -231,7 +206,7 @@ def test_falls_back_to_a_subprocess_with_a_line_in_the_log(
     monkeypatch.setattr(runner_module, "unsupported", lambda: "needs Linux; this is plan9")
     task = _task(redis_client, "nolinux")
     event = runner.run(task)
-    assert event.status == "ok" and _probe(runner, task)["ppid"] == os.getpid()
+    assert event.status == "ok" and read_probe(runner, task)["ppid"] == os.getpid()
     assert "forkserver mode unavailable (needs Linux; this is plan9)" in event.notes[0]
 
 
@@ -272,7 +247,7 @@ def test_the_registry_knows_a_live_forked_trial_by_its_start_time(tmp_path: Path
             )
             for _ in range(2)
         ]
-        _until(lambda: all(os.getpgid(t.pid) == t.pid for t in trials))  # their setsid, just after the fork
+        until(lambda: all(os.getpgid(t.pid) == t.pid for t in trials))  # their setsid, just after the fork
         marked, unmarked = (GroupRegistry(tmp_path / name) for name in ("marked", "unmarked"))
         marked.add(trials[0].pid, "exp-7", forked=True)
         unmarked.add(trials[1].pid, "exp-7")

@@ -20,23 +20,22 @@ import redis
 from app.config import Settings
 from app.keys import stop_key
 from app.messages import TrialTask
-from tests.helpers import process_alive, trial_task
+from tests.helpers import (
+    PER_TRIAL_ENV,
+    RUNNER_SCRIPT,
+    process_alive,
+    read_probe,
+    trial_dir,
+    trial_task,
+    until,
+)
 from workers.prespawn import startup_differences
 from workers.process import GroupRegistry, wait_exit
 from workers.runner import TrialRunner
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures"
-PER_TRIAL = ("RESULT_DIR", "LOG_DIR", "CHECKPOINT_DIR", "DLI_EXECID", "APP_ID", "DLI_WORK_DIR",
-             "MODEL_FILE_LOCATION")  # fmt: skip
 OURS = "app.config,workers.runner,redis,celery"  # modules of the worker a fresh interpreter lacks
-
-
-def _until(condition, timeout_s: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 @pytest.fixture()
@@ -54,14 +53,6 @@ def _task(redis_client: redis.Redis, name: str, probe_log: Path | None = None, *
     base = dict(params={"x": 0.5}, args=["--flag", "value"], env=env)
     exec_id = f"spare-{name}-{time.time_ns()}"
     return trial_task(redis_client, FIXTURES / "prewarm", exec_id, **{**base, **fields})
-
-
-def _dir(runner: TrialRunner, task: TrialTask) -> Path:
-    return runner.results_fs / "hpo" / "batchworkdir" / task.exec_id
-
-
-def _probe(runner: TrialRunner, task: TrialTask) -> dict:
-    return json.loads((_dir(runner, task) / "probe.json").read_text())
 
 
 def _warm(runner: TrialRunner, redis_client: redis.Redis) -> int:
@@ -83,7 +74,7 @@ def test_the_next_trial_runs_in_the_spare_and_gets_what_a_fresh_interpreter_gets
     event = runner.run(second)
     assert event is not None and event.status == "ok", event.reason
     assert event.objective == pytest.approx(0.25) and event.exit_code == 0 and event.notes == []
-    p1, p2 = _probe(runner, first), _probe(runner, second)
+    p1, p2 = read_probe(runner, first), read_probe(runner, second)
     assert p2["pid"] == spare and p1["pid"] != spare  # the first had no spare to use
     assert runner.spares.waiting_pid not in (None, spare)  # the next one is waiting already
     for probe, task in ((p1, first), (p2, second)):
@@ -91,14 +82,14 @@ def test_the_next_trial_runs_in_the_spare_and_gets_what_a_fresh_interpreter_gets
         assert probe["pgid"] == probe["pid"] == probe["sid"]  # its own session and group
         assert probe["argv"] == ["train.py", "--flag", "value"]
         assert probe["name"] == "__main__" and probe["stdin"] == "/dev/null"
-        assert probe["cwd"] == str(_dir(runner, task) / "_submitted_code" / "prewarm")
+        assert probe["cwd"] == str(trial_dir(runner, task) / "_submitted_code" / "prewarm")
         assert probe["path0"] == probe["cwd"] and probe["file"] == f"{probe['cwd']}/train.py"
-        assert probe["env"]["RESULT_DIR"] == str(_dir(runner, task))
+        assert probe["env"]["RESULT_DIR"] == str(trial_dir(runner, task))
         assert probe["env"]["DLI_EXECID"] == task.exec_id
         assert not [k for k in probe["env"] if k.startswith("HPO_")]
-        assert "probe written" in (_dir(runner, task) / "log" / "stdout").read_text()
-    same = {k: v for k, v in p2["env"].items() if k not in PER_TRIAL}
-    assert same == {k: v for k, v in p1["env"].items() if k not in PER_TRIAL}
+        assert "probe written" in (trial_dir(runner, task) / "log" / "stdout").read_text()
+    same = {k: v for k, v in p2["env"].items() if k not in PER_TRIAL_ENV}
+    assert same == {k: v for k, v in p1["env"].items() if k not in PER_TRIAL_ENV}
     records = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["preloaded"] for r in records] == [[], []]  # nothing of the worker in either interpreter
 
@@ -109,15 +100,15 @@ def test_exit_codes_and_tracebacks_are_a_fresh_interpreter_s(
     spare = _warm(runner, redis_client)
     task = _task(redis_client, "crash", params={"mode": "crash"})
     event = runner.run(task)
-    assert event.status == "failed" and event.exit_code == 1 and _probe(runner, task)["pid"] == spare
-    stderr = (_dir(runner, task) / "log" / "stderr").read_text()
+    assert event.status == "failed" and event.exit_code == 1 and read_probe(runner, task)["pid"] == spare
+    stderr = (trial_dir(runner, task) / "log" / "stderr").read_text()
     assert stderr.startswith("Traceback (most recent call last):")
     assert "in fail_deeply" in stderr and "forkserver" not in stderr  # only the script's frames
     assert stderr.rstrip().endswith("RuntimeError: deliberate crash in the trial")
     spare = runner.spares.waiting_pid
     task = _task(redis_client, "exit", params={"mode": "exit", "code": 7})
     event = runner.run(task)
-    assert event.status == "failed" and event.exit_code == 7 and _probe(runner, task)["pid"] == spare
+    assert event.status == "failed" and event.exit_code == 7 and read_probe(runner, task)["pid"] == spare
 
 
 def test_a_start_up_variable_of_its_own_means_a_plain_subprocess(
@@ -126,12 +117,12 @@ def test_a_start_up_variable_of_its_own_means_a_plain_subprocess(
     spare = _warm(runner, redis_client)
     task = _task(redis_client, "hashseed", env={"PYTHONHASHSEED": "0"})
     assert runner.run(task).status == "ok"
-    probe = _probe(runner, task)
+    probe = read_probe(runner, task)
     assert probe["pid"] != spare and probe["env"]["PYTHONHASHSEED"] == "0"
     assert not process_alive(spare)  # discarded, and a new one waits
     spare = runner.spares.waiting_pid
     task = _task(redis_client, "after")
-    assert runner.run(task).status == "ok" and _probe(runner, task)["pid"] == spare
+    assert runner.run(task).status == "ok" and read_probe(runner, task)["pid"] == spare
 
 
 def test_a_dead_spare_is_replaced_by_a_plain_subprocess(
@@ -139,10 +130,10 @@ def test_a_dead_spare_is_replaced_by_a_plain_subprocess(
 ) -> None:
     spare = _warm(runner, redis_client)
     os.kill(spare, signal.SIGKILL)
-    _until(lambda: runner.spares._spare.proc.poll() is not None)  # type: ignore[union-attr]
+    until(lambda: runner.spares._spare.proc.poll() is not None)  # type: ignore[union-attr]
     task = _task(redis_client, "replaced")
     event = runner.run(task)
-    assert event.status == "ok" and event.notes == [] and _probe(runner, task)["pid"] != spare
+    assert event.status == "ok" and event.notes == [] and read_probe(runner, task)["pid"] != spare
 
 
 def test_cancel_kills_the_whole_group_of_a_trial_in_the_spare(
@@ -150,10 +141,10 @@ def test_cancel_kills_the_whole_group_of_a_trial_in_the_spare(
 ) -> None:
     spare = _warm(runner, redis_client)
     task = _task(redis_client, "cancel", params={"mode": "hang"})
-    pids_file = _dir(runner, task) / "pids.json"
+    pids_file = trial_dir(runner, task) / "pids.json"
 
     def stop_soon() -> None:
-        _until(pids_file.exists)
+        until(pids_file.exists)
         redis_client.set(stop_key(task.exec_id), "experiment stopped")
 
     threading.Thread(target=stop_soon, daemon=True).start()
@@ -161,21 +152,8 @@ def test_cancel_kills_the_whole_group_of_a_trial_in_the_spare(
     assert event.status == "stopped" and event.reason == "stopped: experiment stopped"
     pids = json.loads(pids_file.read_text())
     assert pids["trial"] == spare
-    _until(lambda: not process_alive(pids["trial"]) and not process_alive(pids["child"]), 5)
+    until(lambda: not process_alive(pids["trial"]) and not process_alive(pids["child"]), 5)
     assert list(runner.registry.folder.iterdir()) == []
-
-
-WORKER = """
-import json, sys
-import redis
-from app.config import Settings
-from app.messages import TrialTask
-from workers.runner import TrialRunner
-settings = Settings(home=sys.argv[1], broker_url=sys.argv[2], keep_trial_dirs=True)
-runner = TrialRunner(settings, redis.Redis.from_url(sys.argv[2]), worker="doomed/0")
-for raw in sys.argv[3:]:
-    runner.run(TrialTask.model_validate_json(raw))
-"""
 
 
 def test_a_killed_worker_takes_its_spare_trial_along_and_the_registry_the_rest(
@@ -184,12 +162,20 @@ def test_a_killed_worker_takes_its_spare_trial_along_and_the_registry_the_rest(
     warm, task = _task(redis_client, "warm"), _task(redis_client, "orphan", params={"mode": "hang"})
     home = tmp_path / "doomed"
     worker = subprocess.Popen(
-        [sys.executable, "-c", WORKER, str(home), redis_url, warm.model_dump_json(), task.model_dump_json()],
+        [
+            sys.executable,
+            "-c",
+            RUNNER_SCRIPT,
+            str(home),
+            redis_url,
+            warm.model_dump_json(),
+            task.model_dump_json(),
+        ],
         cwd=ROOT,
     )
     results = home / "worker" / "results" / "hpo" / "batchworkdir"
     try:
-        _until(lambda: (results / task.exec_id / "pids.json").exists(), 60)
+        until(lambda: (results / task.exec_id / "pids.json").exists(), 60)
         pids = json.loads((results / task.exec_id / "pids.json").read_text())
         spare_probe = json.loads((results / task.exec_id / "probe.json").read_text())
         assert spare_probe["ppid"] == worker.pid
@@ -198,10 +184,10 @@ def test_a_killed_worker_takes_its_spare_trial_along_and_the_registry_the_rest(
         )
         os.kill(worker.pid, signal.SIGKILL)
         assert worker.wait(timeout=10) == -9
-        _until(lambda: not process_alive(pids["trial"]), 5)  # its parent-death signal
+        until(lambda: not process_alive(pids["trial"]), 5)  # its parent-death signal
         # the grandchild is left to what a restarted worker does: the registry finds the group
         assert GroupRegistry(home / "worker" / "pgids").kill_all(grace_s=1.0) == [pids["trial"]]
-        _until(lambda: not process_alive(pids["child"]), 5)
+        until(lambda: not process_alive(pids["child"]), 5)
     finally:
         worker.kill()
         worker.wait()
