@@ -46,8 +46,9 @@ class TrialTask(BaseModel):
     checkpoint_key: str | None = None  # rungs of one configuration share its checkpoint
     # How the worker starts the script (native model.mode / model.preload; docs/trial-modes.md).
     # Workers that predate these fields ignore them and run a subprocess, which is always correct.
-    mode: Literal["subprocess", "forkserver"] = "subprocess"
+    mode: Literal["subprocess", "forkserver", "function"] = "subprocess"
     preload: list[str] = Field(default_factory=list)
+    function: str | None = None  # mode "function": the callable in `main`
 
 
 EventKind = Literal["started", "metric", "finished"]

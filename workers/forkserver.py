@@ -1,11 +1,14 @@
-"""Pre-warmed trials: a per-worker-process server that imports `preload` once and forks each trial.
+"""Pre-warmed trials: a per-worker-process server that imports `preload` once and forks each trial,
+or (mode function) calls the trial's function itself.
 
 `ForkServers` (one per TrialRunner, i.e. per pool process) keeps up to a few servers, one per
-(python, preload) pair, started lazily and restarted when one died. `ForkServers.spawn` returns a
-`ForkedTrial`, which has the part of Popen's interface the runner and workers.process use (`pid`,
-`poll`, `wait`, `returncode`): the trial leads its own process group like a subprocess trial, so
-stop, timeout, cancel and the group registry work unchanged. The server side is
-workers/forkserver_server.py; docs/trial-modes.md says what differs from a fresh interpreter.
+(python, preload, function module) key, started lazily and restarted when one died.
+`ForkServers.spawn` returns a `ForkedTrial` (a `FunctionCall` for a function trial), which has the
+part of Popen's interface the runner and workers.process use (`pid`, `poll`, `wait`, `returncode`):
+the trial leads its own process group like a subprocess trial (a function trial: the server's), so
+stop, timeout, cancel and the group registry work unchanged. The server sides are
+workers/forkserver_server.py and workers/function_server.py; docs/trial-modes.md says what differs
+from a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 from workers.process import die_with_parent
 
 SERVER_SCRIPT = Path(__file__).with_name("forkserver_server.py")
+FUNCTION_SCRIPT = Path(__file__).with_name("function_server.py")
 READY_TIMEOUT_S = 600.0  # importing torch on a cold disk can take a while
 MAX_SERVERS = 2  # per pool process; the least recently used one goes first
 
@@ -72,9 +76,12 @@ def trial_request(
 class ForkServer:
     """One server process and the two pipes to it."""
 
-    def __init__(self, python: str, preload: Sequence[str], env: Mapping[str, str]) -> None:
+    def __init__(
+        self, python: str, preload: Sequence[str], env: Mapping[str, str], script: Path = SERVER_SCRIPT
+    ) -> None:
         self.python = python
         self.preload = tuple(preload)
+        self.script = script
         self._env = dict(env)
         self._proc: subprocess.Popen[bytes] | None = None
         self._req = self._rep = -1
@@ -93,7 +100,7 @@ class ForkServer:
         rep_r, rep_w = os.pipe()
         try:
             self._proc = subprocess.Popen(
-                [self.python, str(SERVER_SCRIPT), str(req_r), str(rep_w), str(os.getpid()), *self.preload],
+                [self.python, str(self.script), str(req_r), str(rep_w), str(os.getpid()), *self.preload],
                 env=self._env,
                 stdin=subprocess.DEVNULL,
                 pass_fds=(req_r, rep_w),
@@ -188,8 +195,10 @@ class ForkServer:
             if reply is None:
                 raise ForkServerError("the server died while starting the trial")
             if "started" in reply:
-                self._pending.add(int(reply["started"]))
-                return int(reply["started"])
+                pid = int(reply["started"])
+                self._pending.add(pid)
+                self._exited.pop(pid, None)  # a function server's pid is every trial's
+                return pid
             if "failed" in reply:
                 raise ForkServerError(str(reply["failed"]))
 
@@ -206,6 +215,11 @@ class ForkServer:
 
     def forget(self, pid: int) -> None:
         self._exited.pop(pid, None)
+
+    def reap(self) -> None:
+        """Collect the server process if it died (a function trial's group is the server's)."""
+        if self._proc is not None and self._proc.poll() is not None:
+            self.close()
 
 
 class ForkedTrial:
@@ -232,13 +246,30 @@ class ForkedTrial:
         return self.returncode
 
 
+class FunctionCall(ForkedTrial):
+    """A function trial: a call in the server process, which outlives it (workers/function_server.py)."""
+
+    def poll(self) -> int | None:
+        code = super().poll()
+        if code is not None:
+            self.server.reap()  # a stopped call took the server along: no zombie keeps its group
+        return code
+
+    def close_server(self) -> None:
+        """End the server (after a failed, stopped or GPU trial: the next trial gets a fresh one)."""
+        self.server.close()
+
+
+Key = tuple[str, tuple[str, ...], str | None]
+
+
 class ForkServers:
-    """The servers of one pool process, by (python, preload)."""
+    """The servers of one pool process, by (python, preload, function module or None)."""
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.env = dict(env)
-        self._servers: OrderedDict[tuple[str, tuple[str, ...]], ForkServer] = OrderedDict()
-        self._broken: dict[tuple[str, tuple[str, ...]], str] = {}  # failed preloads are not retried
+        self._servers: OrderedDict[Key, ForkServer] = OrderedDict()
+        self._broken: dict[Key, str] = {}  # failed preloads are not retried
 
     def spawn(
         self,
@@ -252,27 +283,36 @@ class ForkServers:
         stdout: Path,
         stderr: Path,
         tick: Callable[[], None] | None = None,
+        function: tuple[Path, str, str] | None = None,
     ) -> ForkedTrial:
-        key = (python, tuple(preload))
+        """Fork the trial; with `function` = (module file, function name, objective metric), call
+        that function in a function server instead (a FunctionCall)."""
+        key: Key = (python, tuple(preload), None if function is None else str(function[0]))
         if key in self._broken:
             raise ForkServerError(self._broken[key], lasting=True)
-        server = self._servers.pop(key, None) or ForkServer(python, preload, self.env)
+        script = SERVER_SCRIPT if function is None else FUNCTION_SCRIPT
+        server = self._servers.pop(key, None) or ForkServer(python, preload, self.env, script)
         self._servers[key] = server
         while len(self._servers) > MAX_SERVERS:
             _, old = self._servers.popitem(last=False)
             old.close()
         request = trial_request(main, args, cwd, env, stdout, stderr)
+        kind = ForkedTrial
+        if function is not None:
+            request.update(source=str(function[0]), function=function[1], metric=function[2])
+            kind = FunctionCall
         try:
-            return ForkedTrial(server, server.spawn(request, tick), request["argv"])
+            return kind(server, server.spawn(request, tick), request["argv"])
         except ForkServerError as exc:
             if exc.lasting:
                 self._broken[key] = str(exc)
                 del self._servers[key]
             raise
 
-    def running(self, python: str, preload: Sequence[str]) -> bool:
-        """Whether the server for (python, preload) is up (a spawn then forks nothing here)."""
-        server = self._servers.get((python, tuple(preload)))
+    def running(self, python: str, preload: Sequence[str], source: Path | None = None) -> bool:
+        """Whether the server for (python, preload, function module) is up (a spawn then forks
+        nothing here)."""
+        server = self._servers.get((python, tuple(preload), None if source is None else str(source)))
         return server is not None and server.alive
 
     def close(self) -> None:

@@ -2,6 +2,8 @@
 
 The process is `python main args` (mode "subprocess"), or with mode "forkserver" a fork of a
 pre-warmed server (workers.forkserver) set up the same way; either leads its own process group.
+With mode "function" the trial is a call of `main`'s function in the slot's function server
+(workers/function_server.py), a process that stays for the next trial when this one went well.
 
 Layout (WMLA §3.1), RESULT_DIR = <worker dir>/results/<user>/batchworkdir/<exec id>:
     _submitted_code/<model dir>/   the unpacked code; the process's cwd; config.json goes here
@@ -49,7 +51,7 @@ from workers import metrics
 from workers.checkpoints import checkpoint_dir, restore, ship
 from workers.codecache import CodeUnavailable, fetch_code
 from workers.environment import cpu_count, secrets_of, trial_env
-from workers.forkserver import ForkServerError, ForkServers, unsupported
+from workers.forkserver import FUNCTION_SCRIPT, ForkServerError, ForkServers, FunctionCall, unsupported
 from workers.prespawn import Spares
 from workers.process import GroupRegistry, Trial, spawn, stop_process, wait_exit
 from workers.results import tail, zip_results
@@ -223,7 +225,9 @@ class TrialRunner:
         )
 
     # --- preparing and running the process -------------------------------------------
-    def _prepare(self, task: TrialTask, result_dir: Path) -> tuple[Path, dict[str, str]]:
+    def _prepare(self, task: TrialTask, result_dir: Path) -> tuple[Path, dict[str, str], Path]:
+        """(cwd, environment, the cwd's original in the code cache: where a function trial's
+        module is imported from, the same for every trial of the code)."""
         if result_dir.exists():  # an earlier attempt on this machine: start clean
             shutil.rmtree(result_dir)
         code_root = result_dir / "_submitted_code"
@@ -272,34 +276,43 @@ class TrialRunner:
             extra=task.env,
             threads=cpu_count() // self.slots,
         )
-        return cwd, env
+        return cwd, env, code / cwd.relative_to(code_root)
 
     def _start(
-        self, task: TrialTask, cwd: Path, env: dict[str, str], log_dir: Path
+        self, task: TrialTask, cwd: Path, env: dict[str, str], log_dir: Path, source_dir: Path
     ) -> tuple[Trial, list[str]]:
-        """The trial's process: forked by a pre-warmed server when asked and possible (else noted),
-        else a fresh interpreter, the spare one of this slot when there is one (workers.prespawn)."""
+        """The trial's process: forked by a pre-warmed server (a call in the function server) when
+        asked and possible (else noted), else a fresh interpreter, the spare one of this slot when
+        there is one (workers.prespawn)."""
         python = self.settings.worker_python or sys.executable
         command = launch_command(python, task, len(self._devices))
         plain = command == [python, task.main, *task.args] and unsupported() is None
         out, err = log_dir / "stdout", log_dir / "stderr"
         notes: list[str] = []
-        if task.mode == "forkserver":
-            if not self.forkservers.running(python, task.preload):
+        if task.mode in ("forkserver", "function"):
+            function = None
+            if task.mode == "function":
+                function = (source_dir / task.main, task.function or "main", task.objective_metric)
+            if not self.forkservers.running(python, task.preload, function and function[0]):
                 self.drain()  # starting a server forks with preexec code: not beside our background thread
             why = None if plain else (unsupported() or "a multi-GPU trial starts under torchrun")
             if why is None:
                 try:
                     trial = self.forkservers.spawn(python, task.preload, main=task.main, args=task.args,
                                                    cwd=cwd, env=env, stdout=out, stderr=err,
-                                                   tick=lambda: self._renew_lease(task))  # fmt: skip
+                                                   tick=lambda: self._renew_lease(task),
+                                                   function=function)  # fmt: skip
                     self.registry.add(trial.pid, task.exec_id, forked=True)
                     return trial, []
                 except (ForkServerError, OSError) as exc:
                     why = str(exc)
-            notes.append(f"forkserver mode unavailable ({why}); ran the trial as a subprocess")
+            notes.append(f"{task.mode} mode unavailable ({why}); ran the trial as a subprocess")
             with err.open("a") as fh:
                 fh.write(f"hpo: {notes[0]}\n")
+            if function is not None:  # the same call, in a process of its own
+                shim = task.model_copy(update={"main": str(FUNCTION_SCRIPT),
+                                               "args": ["--call", task.main, function[1], function[2], *task.args]})  # fmt: skip
+                command = launch_command(python, shim, len(self._devices))
         elif plain and self.settings.prespawn:
             proc = self.spares.spawn(python, main=task.main, args=task.args, cwd=cwd, env=env,
                                      stdout=out, stderr=err)  # fmt: skip
@@ -344,17 +357,23 @@ class TrialRunner:
         return self._spares
 
     def _execute(self, task: TrialTask, result_dir: Path) -> Outcome:
-        cwd, env = self._prepare(task, result_dir)
+        cwd, env, source_dir = self._prepare(task, result_dir)
         log_dir = result_dir / "log"
-        proc, notes = self._start(task, cwd, env, log_dir)
+        proc, notes = self._start(task, cwd, env, log_dir, source_dir)
         if self._on_spawn is not None:
             self._on_spawn(proc.pid)
         tracker = metrics.PointTracker(result_dir)
+        keep = False  # a function server that served this trial well serves the next one
         try:
             with _kill_on_terminate(proc, self.settings.kill_grace_s):
                 stopped, code = self._wait(task, proc, log_dir, tracker)
+            keep = isinstance(proc, FunctionCall) and stopped is None and code == 0 and not self._devices
         finally:
-            stop_process(proc, 0.5)  # leftovers of the group (e.g. data loader workers)
+            if isinstance(proc, FunctionCall) and not keep:
+                stop_process(proc, 0.0)  # the call has ended or was stopped: the server and its group go
+                proc.close_server()
+            elif not keep:
+                stop_process(proc, 0.5)  # leftovers of the group (e.g. data loader workers)
             self.registry.remove(proc.pid)
         outcome = self._read_results(task, result_dir, code)
         if stopped is not None:  # keep what it reported before it was stopped

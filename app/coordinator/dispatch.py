@@ -63,6 +63,7 @@ def build_task(
         launcher=spec.resources.launcher,
         mode=spec.model.mode,
         preload=list(spec.model.preload),
+        function=spec.model.function,
         checkpoint_key=lineage_key(trial.params, resource_name) if resource_name else None,
     )
 

@@ -14,10 +14,11 @@ from app.space import Config, SearchSpace
 
 Direction = Literal["minimize", "maximize"]
 Strategy = Literal["minimize", "maximize", "latest"]
-# How a worker starts a trial: a fresh interpreter (the WMLA contract), or a fork of a per-worker
-# process that imported `preload` once (docs/trial-modes.md).
-TrialMode = Literal["subprocess", "forkserver"]
-TRIAL_MODES = ("subprocess", "forkserver")
+# How a worker starts a trial: a fresh interpreter (the WMLA contract), a fork of a per-worker
+# process that imported `preload` once, or a call of a function in a per-slot process that stays
+# (docs/trial-modes.md).
+TrialMode = Literal["subprocess", "forkserver", "function"]
+TRIAL_MODES = ("subprocess", "forkserver", "function")
 
 # Built-in algorithms, canonical (lower-case) names.
 ALGORITHMS = ("random", "tpe", "bayesian", "grid", "hyperband")
@@ -66,7 +67,8 @@ class Launcher(BaseModel):
     sig_name: str | None = None  # modelSpec.sigName
     options: dict[str, str] = Field(default_factory=dict)  # remaining launcher flags, verbatim
     mode: TrialMode = "subprocess"  # native model.mode
-    preload: tuple[str, ...] = ()  # forkserver: modules imported once per worker process
+    preload: tuple[str, ...] = ()  # forkserver/function: modules imported once per worker process
+    function: str | None = None  # mode function: the callable in `main` called with the config
 
 
 class Objective(BaseModel):

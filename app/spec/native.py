@@ -3,7 +3,8 @@
 ```yaml
 name: digits-tune
 model: {main: train.py, dir: digits, args: ["--epochs", "5"], data_path: mnist,
-        mode: forkserver, preload: [torch]}   # mode: subprocess (default) | forkserver
+        mode: forkserver, preload: [torch]}   # mode: subprocess (default) | forkserver | function
+# mode function: model: {main: train.py, function: train}: train(config) is called per trial
 algorithm: tpe                       # or {name: tpe, seed: 3, warm_up: 10, eta: 3}
 objective: {metric: accuracy, direction: maximize, additional: {loss: minimize}}
 max_trials: 20                       # null/-1 = unlimited
@@ -76,7 +77,8 @@ TOP_KEYS = (
     "space",
     "experiments",
 )
-MODEL_KEYS = ("main", "dir", "args", "data_path", "mode", "preload")
+MODEL_KEYS = ("main", "dir", "args", "data_path", "mode", "preload", "function")
+IDENTIFIER_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 PARAM_TYPES = {
     "float": "float",
@@ -173,17 +175,33 @@ def _model(root: Reader) -> Launcher | None:
                 args.append(str(token))
     elif raw is not None:
         model.problem(f"must be a list of strings or one string, got {show(raw)}", "args")
-    mode = model.choice("mode", {m: m for m in TRIAL_MODES}) or "subprocess"
+    function = _function(model)
+    mode = model.choice("mode", {m: m for m in TRIAL_MODES}) or ("function" if function else "subprocess")
+    if mode == "function" and function is None and model.get("function") is None:
+        model.problem("is required with mode: function (the name of the callable in main)", "function")
+    elif function is not None and mode != "function":
+        model.problem(f"is used only with mode: function, not mode: {mode}", "function")
+    if mode == "function" and main is not None and not main.endswith(".py"):
+        model.problem(f"must be a .py file with mode: function, got {show(main)}", "main")
     preload = _preload(model, mode)
     if main is None:
         return None
-    return Launcher(
-        main=main, model_dir=model_dir, args=tuple(args), data_path=data_path, mode=mode, preload=preload
-    )
+    return Launcher(main=main, model_dir=model_dir, args=tuple(args), data_path=data_path, mode=mode,
+                    preload=preload, function=function)  # fmt: skip
+
+
+def _function(model: Reader) -> str | None:
+    """model.function: the name of the callable in `main` that mode function calls per trial."""
+    name = model.str("function")
+    if name is not None and not IDENTIFIER_RE.fullmatch(name.strip()):
+        model.problem(f"must be the name of a function in main, like train, got {show(name)}", "function")
+        return None
+    return None if name is None else name.strip()
 
 
 def _preload(model: Reader, mode: str) -> tuple[str, ...]:
-    """model.preload: module names the forkserver imports once (a list, or one comma-separated string)."""
+    """model.preload: module names the forkserver (or the function process) imports once (a list, or
+    one comma-separated string)."""
     raw = model.get("preload")
     if raw is None:
         return ()
@@ -198,8 +216,8 @@ def _preload(model: Reader, mode: str) -> tuple[str, ...]:
             model.problem(f"must be a module name like numpy or torch.nn, got {show(item)}", key)
         elif item not in names:
             names.append(item)
-    if names and mode != "forkserver":
-        model.warn(f"ignored {model.path_of('preload')}: used only with mode: forkserver")
+    if names and mode not in ("forkserver", "function"):
+        model.warn(f"ignored {model.path_of('preload')}: used only with mode: forkserver or function")
         return ()
     return tuple(names)
 

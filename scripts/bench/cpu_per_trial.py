@@ -56,6 +56,8 @@ def _label(pid: int, me: int) -> str:
         return "redis-server"
     if "forkserver_server.py" in text:
         return "forkserver server + its forked trials"
+    if "function_server.py" in text:
+        return "function server (the trials' calls)"
     if "app.cli worker" in text:
         return "Celery worker main" if me in _parents(pid) else "Celery pool process"
     return text[:60]
@@ -84,7 +86,7 @@ def _snapshot(redis_pid: int | None) -> dict[int, tuple[str, tuple[float, float]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=1000)
-    parser.add_argument("--mode", default="forkserver", choices=["subprocess", "forkserver"])
+    parser.add_argument("--mode", default="forkserver", choices=["subprocess", "forkserver", "function"])
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
     args = parser.parse_args()
     found = subprocess.run(["pgrep", "-f", "redis-server"], capture_output=True, text=True).stdout.split()

@@ -1,6 +1,6 @@
 """Dispatch benchmarks of issue 9 against the real service, with Optuna as the peer in the same run.
 
-    .venv/bin/python -m scripts.bench WORKLOAD [--quick] [--trials N] [--mode subprocess|forkserver]
+    .venv/bin/python -m scripts.bench WORKLOAD [--quick] [--trials N] [--mode subprocess|forkserver|function[,...]]
                                       [--redis-url redis://HOST:PORT/DB] [--write-docs]
     .venv/bin/python scripts/bench/run.py ...   (the same)
 
@@ -42,6 +42,14 @@ DOCS = ROOT / "docs" / "benchmarks.md"
 HEADING = "## Dispatch: overhead, throughput and scale against Optuna"
 
 
+def _modes(text: str) -> str:
+    modes = [m.strip() for m in text.split(",") if m.strip()]
+    wrong = [m for m in modes if m not in MODES]
+    if wrong or not modes:
+        raise argparse.ArgumentTypeError(f"modes are {', '.join(MODES)}; got {text!r}")
+    return ",".join(modes)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m scripts.bench", description=(__doc__ or "").strip().splitlines()[0]
@@ -53,9 +61,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--parallel", type=int, default=None, help="experiment max_parallel (default: slots)")
     parser.add_argument(
         "--mode",
-        choices=MODES,
+        type=_modes,
         default="subprocess",
-        help="trial mode measured beside subprocess (native `model: {mode: ...}`)",
+        help="trial modes measured beside subprocess, comma-separated (native `model: {mode: ...}`): "
+        + ", ".join(MODES),
     )
     parser.add_argument(
         "--redis-url", default=None, help="Redis to use; its database is flushed before each run"

@@ -29,7 +29,8 @@ from scripts.bench.timing import Interval
 
 TRIALS_DIR = Path(__file__).resolve().parent / "trials"
 MAIN = "noop.py"
-MODES = ("subprocess", "forkserver")
+FUNCTION_MAIN, FUNCTION = "noop_fn.py", "trial"  # mode function: the same trial as a function
+MODES = ("subprocess", "forkserver", "function")
 
 
 class ModeUnsupported(Exception):
@@ -58,6 +59,8 @@ def bench_spec(
     model: dict[str, Any] = {"main": MAIN, "dir": "trials"}
     if mode != "subprocess":
         model.update({"mode": mode, "preload": ["json"]})
+    if mode == "function":
+        model.update({"main": FUNCTION_MAIN, "function": FUNCTION})
     env = {"BENCH_SLEEP": repr(float(sleep_s))}
     if log_path is not None:
         env["BENCH_LOG"] = str(log_path)

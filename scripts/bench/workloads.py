@@ -94,7 +94,9 @@ def _ours(cfg: Config, trials: int, sleep_s: float, mode: str, **kw: Any) -> tup
         **kw,
     )
     stats = run_stats(run.intervals, cfg.slots, run.t0, run.t1)
-    label = f"{mode} (WMLA script)" if mode == "subprocess" else f"{mode} (pre-warmed)"
+    label = {"subprocess": "subprocess (WMLA script)", "function": "function (in a kept process)"}.get(
+        mode, f"{mode} (pre-warmed)"
+    )
     cfg.log(f"    {stats.wall_s:.1f} s, {stats.trials_per_s:.1f} trials/s, states {run.states}")
     return run, Row("hpo-queue", label, stats, finished_count(run))
 
@@ -112,15 +114,17 @@ def _peer(cfg: Config, trials: int, sleep_s: float, objective: str) -> tuple[Pee
 
 
 def _modes(cfg: Config) -> tuple[list[str], list[str]]:
-    """(modes to run, notes about skipped ones): subprocess always, the requested one if accepted."""
+    """(modes to run, notes about skipped ones): subprocess always, the requested ones if accepted."""
     modes, notes = ["subprocess"], []
-    if cfg.mode != "subprocess":
+    for mode in cfg.mode.split(","):
+        if mode in modes:
+            continue
         try:
-            check_mode(cfg.mode)
-            modes.append(cfg.mode)
+            check_mode(mode)
+            modes.append(mode)
         except ModeUnsupported as exc:
-            notes.append(f"SKIPPED --mode {cfg.mode}: {exc}")
-            cfg.log(f"  skipping --mode {cfg.mode}: {exc}")
+            notes.append(f"SKIPPED --mode {mode}: {exc}")
+            cfg.log(f"  skipping --mode {mode}: {exc}")
     return modes, notes
 
 
