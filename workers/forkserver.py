@@ -203,14 +203,16 @@ class ForkServer:
                 raise ForkServerError(str(reply["failed"]))
 
     def exit_code(self, pid: int, timeout: float | None) -> int | None:
-        """The trial's exit code once it ended, waiting up to `timeout` (None: for ever)."""
+        """The trial's exit code once it ended, waiting up to `timeout` (None: for ever; 0: what the
+        pipe says already, so that a poll sees a dead server and reaps it)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while pid not in self._exited:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return None
-            if self._next(left) is None:
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            reply = self._next(left)
+            if reply is None:
                 self._exited.setdefault(pid, -9)
+            elif not reply:  # nothing came within `timeout`
+                return None
         return self._exited[pid]
 
     def forget(self, pid: int) -> None:

@@ -34,7 +34,15 @@ from collections.abc import Callable
 from typing import Any
 
 try:  # run as a script by the trial interpreter (its folder is on sys.path), or imported as workers.*
-    from forkserver_server import _exit_code, _Lines, _send, _std_streams, _user_traceback, _warm_up, die_with_parent
+    from forkserver_server import (
+        _exit_code,
+        _Lines,
+        _send,
+        _std_streams,
+        _user_traceback,
+        _warm_up,
+        die_with_parent,
+    )
 except ImportError:  # pragma: no cover - the package import, for tests and type checks
     from workers.forkserver_server import (
         _exit_code,
@@ -60,7 +68,8 @@ def load_function(source: str, name: str, modules: dict[str, Any]) -> Callable[.
     module = modules.get(source)
     if module is None:
         stem = os.path.splitext(os.path.basename(source))[0]
-        module_name = stem if stem not in sys.modules and stem.isidentifier() else f"_hpo_trial_{len(modules)}"
+        taken = stem in sys.modules or not stem.isidentifier()
+        module_name = f"_hpo_trial_{len(modules)}" if taken else stem
         spec = importlib.util.spec_from_file_location(module_name, source)
         if spec is None or spec.loader is None:
             raise ImportError(f"cannot import {source}")

@@ -54,13 +54,14 @@ from workers.environment import cpu_count, secrets_of, trial_env
 from workers.forkserver import FUNCTION_SCRIPT, ForkServerError, ForkServers, FunctionCall, unsupported
 from workers.prespawn import Spares
 from workers.process import GroupRegistry, Trial, spawn, stop_process, wait_exit
-from workers.results import tail, zip_results
+from workers.ready_dirs import ReadyDir
+from workers.results import CODE_DIR, tail, zip_results
 from workers.trash import Trash
 
 log = logging.getLogger("hpo.worker")
 T = TypeVar("T")
 CLAIM_TTL_S = 30 * 86400
-REFILL_AFTER_S = 0.05  # a trial's spare interpreter for the next trial starts this long after it
+REFILL_AFTER_S = 0.05  # the next trial's spare interpreter and directory are made this long into a trial
 # KEYS: claim, stop flag, current attempt, lease, events stream. ARGV: token, claim TTL, attempt,
 # worker, lease TTL, the encoded `started` event. The claim is ours also when a retried call's SET
 # had succeeded before its reply was lost (the second call finds our token).
@@ -123,6 +124,8 @@ class TrialRunner:
         self._forkservers: ForkServers | None = None
         self._spares: Spares | None = None
         self._refill: str | None = None  # a spare to start (for this interpreter) while the trial runs
+        self.ready_dir = ReadyDir(self.results_fs / ".ready")
+        self._next_dir: tuple[str, Path] | None = None  # (code id, code): the next trial's directory
         self._claim_script = redis.register_script(CLAIM_SCRIPT)
         self._concluder: ThreadPoolExecutor | None = None  # see conclude_later
 
@@ -230,9 +233,11 @@ class TrialRunner:
         module is imported from, the same for every trial of the code)."""
         if result_dir.exists():  # an earlier attempt on this machine: start clean
             shutil.rmtree(result_dir)
-        code_root = result_dir / "_submitted_code"
+        code_root = result_dir / CODE_DIR
         code = self._retrying(lambda: fetch_code(self.redis, task.code, self.cache_dir), "code fetch")
-        shutil.copytree(code, code_root)
+        if not self.ready_dir.take(task.code.sha256, result_dir):  # made while the last trial ran
+            shutil.copytree(code, code_root)
+        self._next_dir = (task.code.sha256, code)
         cwd = code_root
         if task.model_dir and (code_root / task.model_dir).is_dir():
             cwd = code_root / task.model_dir
@@ -310,8 +315,8 @@ class TrialRunner:
             with err.open("a") as fh:
                 fh.write(f"hpo: {notes[0]}\n")
             if function is not None:  # the same call, in a process of its own
-                shim = task.model_copy(update={"main": str(FUNCTION_SCRIPT),
-                                               "args": ["--call", task.main, function[1], function[2], *task.args]})  # fmt: skip
+                call = ["--call", task.main, function[1], function[2], *task.args]
+                shim = task.model_copy(update={"main": str(FUNCTION_SCRIPT), "args": call})
                 command = launch_command(python, shim, len(self._devices))
         elif plain and self.settings.prespawn:
             proc = self.spares.spawn(python, main=task.main, args=task.args, cwd=cwd, env=env,
@@ -487,10 +492,9 @@ class TrialRunner:
         self._last_log_share = self._last_points = self._last_beat = time.monotonic()
         deadline = time.monotonic() + task.timeout_s if task.timeout_s else None
         poll = max(self.settings.stop_poll_s, 0.05)
-        if self._refill is not None:  # not at once: the new interpreter's start-up would slow this one's
+        if self._refill is not None or self._next_dir is not None:  # not at once: that would slow this start
             code = wait_exit(proc, REFILL_AFTER_S)
-            self.spares.refill(self._refill)
-            self._refill = None
+            self._make_ahead()
             if code is not None:
                 return None, code
         while True:
@@ -511,6 +515,15 @@ class TrialRunner:
                 self._stream_points(task, tracker)
             except RedisError as exc:
                 log.warning("broker unreachable while running %s: %s", task.exec_id, exc)
+
+    def _make_ahead(self) -> None:
+        """While this trial runs: the next trial's spare interpreter and directory."""
+        if self._refill is not None:
+            self.spares.refill(self._refill)
+            self._refill = None
+        if self._next_dir is not None:
+            self.ready_dir.make(*self._next_dir)
+            self._next_dir = None
 
     def _read_results(self, task: TrialTask, result_dir: Path, code: int) -> Outcome:
         try:

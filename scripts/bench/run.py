@@ -1,6 +1,6 @@
 """Dispatch benchmarks of issue 9 against the real service, with Optuna as the peer in the same run.
 
-    .venv/bin/python -m scripts.bench WORKLOAD [--quick] [--trials N] [--mode subprocess|forkserver|function[,...]]
+    .venv/bin/python -m scripts.bench WORKLOAD [--quick] [--trials N] [--mode MODE[,MODE]]
                                       [--redis-url redis://HOST:PORT/DB] [--write-docs]
     .venv/bin/python scripts/bench/run.py ...   (the same)
 
