@@ -41,3 +41,12 @@ def test_guide_specs_parse() -> None:
     broken = load_spec(DIGITS / "experiment_broken.yaml")
     assert broken.algorithm.name == "grid" and broken.warnings == ()
     assert "lbfgs" in broken.space["optimizer"].choices  # the value train.py does not know
+
+
+def test_the_function_example_parses_and_names_a_function_its_module_has() -> None:
+    spec = load_spec(DIGITS / "experiment_function.yaml")
+    assert spec.model.mode == "function" and spec.model.function == "train" and spec.warnings == ()
+    source = (DIGITS / spec.model.main).read_text()
+    assert f"def {spec.model.function}(config" in source
+    quick = load_spec(DIGITS / "quick.yaml")
+    assert spec.space.names[:4] == quick.space.names  # the same search, with epochs fixed
