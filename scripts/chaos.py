@@ -723,7 +723,7 @@ class Run:
         why = []
         if t.objective is None or abs(t.objective - expected) > 1e-9:
             why.append(f"objective {t.objective} != {expected:.6g}")
-        suffix = f"{t.exec_id}/attempt-{t.attempt}/result.zip"
+        suffix = f"{t.exec_id}.attempt-{t.attempt}.zip"
         if not t.result_path or not t.result_path.endswith(suffix):
             why.append(f"result {t.result_path} is not attempt {t.attempt}'s")
         else:

@@ -17,15 +17,17 @@ class ArtifactStore(Protocol):
 
 
 class FileArtifactStore:
-    """`<root>/<experiment>/<exec id>/attempt-<n>/result.zip`, written atomically."""
+    """`<root>/<experiment>/<exec id>.attempt-<n>.zip`, written atomically. One folder per experiment,
+    not per trial: making two folders per trial cost more than writing its zip. References of the
+    older layout (`<exec id>/attempt-<n>/result.zip`) are still read."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
     def put_result(self, experiment: str, exec_id: str, attempt: int, data: bytes) -> str:
-        folder = self.root / experiment / exec_id / f"attempt-{attempt}"
+        folder = self.root / experiment
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / "result.zip"
+        path = folder / f"{exec_id}.attempt-{attempt}.zip"
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
