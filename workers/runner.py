@@ -494,7 +494,7 @@ class TrialRunner:
         poll = max(self.settings.stop_poll_s, 0.05)
         if self._refill is not None or self._next_dir is not None:  # not at once: that would slow this start
             code = wait_exit(proc, REFILL_AFTER_S)
-            self._make_ahead()
+            self._make_ahead(running=code is None)
             if code is not None:
                 return None, code
         while True:
@@ -516,14 +516,15 @@ class TrialRunner:
             except RedisError as exc:
                 log.warning("broker unreachable while running %s: %s", task.exec_id, exc)
 
-    def _make_ahead(self) -> None:
-        """While this trial runs: the next trial's spare interpreter and directory."""
+    def _make_ahead(self, running: bool) -> None:
+        """The next trial's spare interpreter, and its directory if this trial is still running
+        (after one that ended at once, the next trial makes its own as it would anyway)."""
         if self._refill is not None:
             self.spares.refill(self._refill)
             self._refill = None
-        if self._next_dir is not None:
+        if self._next_dir is not None and running:
             self.ready_dir.make(*self._next_dir)
-            self._next_dir = None
+        self._next_dir = None
 
     def _read_results(self, task: TrialTask, result_dir: Path, code: int) -> Outcome:
         try:
