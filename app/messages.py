@@ -44,8 +44,9 @@ class TrialTask(BaseModel):
     gpus: int = 0
     launcher: Literal["python", "torchrun"] = "torchrun"  # how a multi-GPU trial starts
     checkpoint_key: str | None = None  # rungs of one configuration share its checkpoint
-    # How the worker starts the script (native model.mode / model.preload; docs/trial-modes.md).
-    # Workers that predate these fields ignore them and run a subprocess, which is always correct.
+    # How the worker starts the script (native model.mode / model.preload / model.function;
+    # docs/trial-modes.md). Workers that predate `mode` run a subprocess, which is correct for
+    # forkserver; a worker older than mode "function" refuses the task (upgrade workers first).
     mode: Literal["subprocess", "forkserver", "function"] = "subprocess"
     preload: list[str] = Field(default_factory=list)
     function: str | None = None  # mode "function": the callable in `main`

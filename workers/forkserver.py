@@ -132,18 +132,23 @@ class ForkServer:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         self._req = self._rep = -1
+        code = None
         if self._proc is not None:
             with contextlib.suppress(OSError):
+                os.killpg(self._proc.pid, signal.SIGKILL)  # with what a function trial left running
+            with contextlib.suppress(OSError):
                 self._proc.kill()
-            self._proc.wait()
-        self._lost()
+            code = self._proc.wait()
+        self._lost(code)
 
-    def _lost(self) -> None:
-        """The server is gone: its children died with it (parent-death signal); say so."""
+    def _lost(self, code: int | None) -> None:
+        """The server is gone (exit status `code`): its children died with it (parent-death
+        signal); say so. A function trial is the server itself: its status is the trial's."""
         for pid in self._pending:
             with contextlib.suppress(OSError):
                 os.killpg(pid, 9)  # a grandchild that outlived its leader goes too
-            self._exited.setdefault(pid, -9)
+            mine = self._proc is not None and pid == self._proc.pid and code is not None
+            self._exited.setdefault(pid, code if mine else -9)  # type: ignore[arg-type]
         self._pending.clear()
 
     # --- the pipe ------------------------------------------------------------------------
@@ -286,14 +291,18 @@ class ForkServers:
         stderr: Path,
         tick: Callable[[], None] | None = None,
         function: tuple[Path, str, str] | None = None,
+        fresh: bool = False,
     ) -> ForkedTrial:
         """Fork the trial; with `function` = (module file, function name, objective metric), call
-        that function in a function server instead (a FunctionCall)."""
+        that function in a function server instead (a FunctionCall), in a new one when `fresh`."""
         key: Key = (python, tuple(preload), None if function is None else str(function[0]))
         if key in self._broken:
             raise ForkServerError(self._broken[key], lasting=True)
         script = SERVER_SCRIPT if function is None else FUNCTION_SCRIPT
-        server = self._servers.pop(key, None) or ForkServer(python, preload, self.env, script)
+        server = self._servers.pop(key, None)
+        if server is not None and fresh and server.alive:
+            server.close()
+        server = server or ForkServer(python, preload, self.env, script)
         self._servers[key] = server
         while len(self._servers) > MAX_SERVERS:
             _, old = self._servers.popitem(last=False)

@@ -71,24 +71,41 @@ def _std_streams(unbuffered: bool) -> None:
     )
 
 
-def _become_trial(request: dict[str, Any], server_env: dict[str, str]) -> str:
-    """Everything a fresh `python main args` would have; returns the script's absolute path."""
-    devnull = os.open(os.devnull, os.O_RDONLY)
+def redirect_logs(request: dict[str, Any]) -> None:
+    """The trial's log files on fds 1 and 2 (appended to)."""
     out = os.open(request["stdout"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     err = os.open(request["stderr"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    for fd, target in ((devnull, 0), (out, 1), (err, 2)):
+    for fd, target in ((out, 1), (err, 2)):
         os.dup2(fd, target)
         os.close(fd)
+
+
+def enter_trial(request: dict[str, Any], server_env: dict[str, str], folder: str) -> None:
+    """The trial's cwd, environment, argv, and `folder` (the script's) first on sys.path, then its
+    PYTHONPATH when that differs from the server's (the server's is on sys.path already)."""
     env: dict[str, str] = request["env"]
-    _std_streams(bool(env.get("PYTHONUNBUFFERED")))
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(env)
-    main = os.path.abspath(request["main"])
     sys.argv = list(request["argv"])
     extra = env.get("PYTHONPATH", "")
     added = [p for p in extra.split(os.pathsep) if p] if extra != server_env.get("PYTHONPATH", "") else []
-    sys.path[:0] = [os.path.dirname(main), *[os.path.abspath(p) for p in added if p not in sys.path]]
+    front = [] if sys.path[:1] == [folder] else [folder]
+    sys.path[:0] = [
+        *front,
+        *dict.fromkeys(os.path.abspath(p) for p in added if os.path.abspath(p) not in sys.path),
+    ]
+
+
+def _become_trial(request: dict[str, Any], server_env: dict[str, str]) -> str:
+    """Everything a fresh `python main args` would have; returns the script's absolute path."""
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    redirect_logs(request)
+    _std_streams(bool(request["env"].get("PYTHONUNBUFFERED")))
+    main = os.path.abspath(os.path.join(request["cwd"], request["main"]))
+    enter_trial(request, server_env, os.path.dirname(main))
     if "numpy.random" in sys.modules:  # a fresh interpreter seeds numpy's global generator anew
         with contextlib.suppress(Exception):
             sys.modules["numpy.random"].seed()
@@ -240,7 +257,9 @@ def _reap(reply: int) -> None:
         _send(reply, {"exited": pid, "code": os.waitstatus_to_exitcode(status)})
 
 
-def serve(req: int, reply: int, parent: int, preload: list[str]) -> int:
+def start_server(reply: int, parent: int, preload: list[str]) -> bool:
+    """A server's start: die with the worker, leave Ctrl-C to it, import `preload` (a failure is
+    reported on `reply`: False)."""
     die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the worker's to handle
     for name in preload:
@@ -248,7 +267,13 @@ def serve(req: int, reply: int, parent: int, preload: list[str]) -> int:
             importlib.import_module(name)
         except BaseException as exc:
             _send(reply, {"error": f"preload of {name!r} failed: {type(exc).__name__}: {exc}"})
-            return 1
+            return False
+    return True
+
+
+def serve(req: int, reply: int, parent: int, preload: list[str]) -> int:
+    if not start_server(reply, parent, preload):
+        return 1
     server_env = dict(os.environ)
     _warm_up()  # in the server, so every forked trial inherits it
     wake_r, wake_w = os.pipe()

@@ -27,7 +27,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import signal
 import sys
 import traceback
 from collections.abc import Callable
@@ -41,7 +40,9 @@ try:  # run as a script by the trial interpreter (its folder is on sys.path), or
         _std_streams,
         _user_traceback,
         _warm_up,
-        die_with_parent,
+        enter_trial,
+        redirect_logs,
+        start_server,
     )
 except ImportError:  # pragma: no cover - the package import, for tests and type checks
     from workers.forkserver_server import (
@@ -51,7 +52,9 @@ except ImportError:  # pragma: no cover - the package import, for tests and type
         _std_streams,
         _user_traceback,
         _warm_up,
-        die_with_parent,
+        enter_trial,
+        redirect_logs,
+        start_server,
     )
 
 RESULTS_FILE = "val_dict_list.json"
@@ -147,22 +150,15 @@ def call(main: str, source: str, function: str, metric: str) -> int:
 _MODULES: dict[str, Any] = {}  # imported trial modules, by file
 
 
-def _enter(request: dict[str, Any]) -> None:
-    """The trial's log files on fds 1 and 2, its cwd, environment, argv and module folder."""
-    out = os.open(request["stdout"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    err = os.open(request["stderr"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    for fd, target in ((out, 1), (err, 2)):
-        os.dup2(fd, target)
-        os.close(fd)
-    env: dict[str, str] = request["env"]
-    _std_streams(bool(env.get("PYTHONUNBUFFERED")))
-    os.chdir(request["cwd"])
-    os.environ.clear()
-    os.environ.update(env)
-    sys.argv = list(request["argv"])
-    folder = os.path.dirname(request["source"])
-    if sys.path[:1] != [folder]:
-        sys.path.insert(0, folder)
+def _enter(request: dict[str, Any], server_env: dict[str, str]) -> None:
+    """The trial's log files on fds 1 and 2 (behind the same sys.stdout/sys.stderr objects, so one
+    kept from an earlier trial writes to this trial's logs), cwd, environment, argv, module folder."""
+    redirect_logs(request)
+    unbuffered = bool(request["env"].get("PYTHONUNBUFFERED"))
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.reconfigure(write_through=unbuffered)  # type: ignore[union-attr]
+    enter_trial(request, server_env, os.path.dirname(request["source"]))
 
 
 def _leave(devnull: int) -> None:
@@ -175,17 +171,16 @@ def _leave(devnull: int) -> None:
 
 
 def serve(req: int, reply: int, parent: int, preload: list[str]) -> int:
-    die_with_parent(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C is the worker's to handle
-    for name in preload:
-        try:
-            importlib.import_module(name)
-        except BaseException as exc:
-            _send(reply, {"error": f"preload of {name!r} failed: {type(exc).__name__}: {exc}"})
-            return 1
+    if not start_server(reply, parent, preload):
+        return 1
+    server_env = dict(os.environ)
+    # the module is imported from the worker's code cache, which every later trial copies
+    sys.dont_write_bytecode = True
     _warm_up()
     devnull = os.open(os.devnull, os.O_RDWR)
-    os.dup2(devnull, 0)
+    for target in (0, 1, 2):
+        os.dup2(devnull, target)
+    _std_streams(unbuffered=False)
     me = os.getpid()
     _send(reply, {"ready": me})
     requests = _Lines(req)
@@ -197,7 +192,7 @@ def serve(req: int, reply: int, parent: int, preload: list[str]) -> int:
             request = json.loads(line)
             _send(reply, {"started": me})
             try:
-                _enter(request)
+                _enter(request, server_env)
             except BaseException:
                 with contextlib.suppress(BaseException):
                     traceback.print_exc()

@@ -72,13 +72,16 @@ class ReadyDir:
             self._ready = None
 
     def _sweep(self) -> None:
-        """Remove what processes that are gone left here."""
+        """Remove what processes that are gone left here (a trial directory is made anyway)."""
         self._swept = True
-        self.folder.mkdir(parents=True, exist_ok=True)
-        for entry in self.folder.iterdir():
-            pid = entry.name.partition("-")[0]
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-                shutil.rmtree(entry, ignore_errors=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            for entry in self.folder.iterdir():
+                pid = entry.name.partition("-")[0]
+                if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                    shutil.rmtree(entry, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _alive(pid: int) -> bool:

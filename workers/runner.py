@@ -298,16 +298,10 @@ class TrialRunner:
             function = None
             if task.mode == "function":
                 function = (source_dir / task.main, task.function or "main", task.objective_metric)
-            if not self.forkservers.running(python, task.preload, function and function[0]):
-                self.drain()  # starting a server forks with preexec code: not beside our background thread
             why = None if plain else (unsupported() or "a multi-GPU trial starts under torchrun")
             if why is None:
                 try:
-                    trial = self.forkservers.spawn(python, task.preload, main=task.main, args=task.args,
-                                                   cwd=cwd, env=env, stdout=out, stderr=err,
-                                                   tick=lambda: self._renew_lease(task),
-                                                   function=function)  # fmt: skip
-                    self.registry.add(trial.pid, task.exec_id, forked=True)
+                    trial = self._start_in_server(task, python, cwd, env, out, err, function)
                     return trial, []
                 except (ForkServerError, OSError) as exc:
                     why = str(exc)
@@ -330,6 +324,28 @@ class TrialRunner:
         proc = spawn(command, cwd=cwd, env=env, stdout=out, stderr=err)
         self.registry.add(proc.pid, task.exec_id)
         return proc, notes
+
+    def _start_in_server(
+        self,
+        task: TrialTask,
+        python: str,
+        cwd: Path,
+        env: dict[str, str],
+        out: Path,
+        err: Path,
+        function: tuple[Path, str, str] | None,
+    ) -> Trial:
+        """A fork of the pre-warmed server, or with `function` a call in the function server: a
+        fresh one for a trial with GPUs (one a CPU trial used imported the module without them)."""
+        fresh = function is not None and bool(self._devices)
+        if fresh or not self.forkservers.running(python, task.preload, function and function[0]):
+            self.drain()  # starting a server forks with preexec code: not beside our background thread
+        trial = self.forkservers.spawn(python, task.preload, main=task.main, args=task.args, cwd=cwd,
+                                       env=env, stdout=out, stderr=err, function=function,
+                                       fresh=fresh,
+                                       tick=lambda: self._renew_lease(task))  # fmt: skip
+        self.registry.add(trial.pid, task.exec_id, forked=True)
+        return trial
 
     def _renew_lease(self, task: TrialTask) -> None:
         """While a forkserver imports its preload (seconds for torch): this attempt is alive."""
@@ -381,6 +397,8 @@ class TrialRunner:
                 stop_process(proc, 0.5)  # leftovers of the group (e.g. data loader workers)
             self.registry.remove(proc.pid)
         outcome = self._read_results(task, result_dir, code)
+        if keep and outcome.status != "ok":  # e.g. no metrics: the next trial starts afresh too
+            proc.close_server()  # type: ignore[attr-defined]
         if stopped is not None:  # keep what it reported before it was stopped
             status = "failed" if stopped == "timeout" else "stopped"
             objective = self._partial_objective(task, result_dir) if status == "stopped" else None

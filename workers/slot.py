@@ -51,9 +51,11 @@ def current_runner(hostname: str | None = None) -> TrialRunner:
 
 
 def drain_runner() -> None:
-    """Let this process's runner finish publishing the trials it is concluding (before exiting)."""
+    """Before this process exits: let its runner finish publishing the trials it is concluding, and
+    remove the directory it made for a next trial."""
     if _runner is not None:
         _runner.drain()
+        _runner.ready_dir.discard()
 
 
 @lru_cache(maxsize=1)

@@ -25,6 +25,7 @@ main script's name; a categorical parameter may leave out `type` when it gives `
 
 from __future__ import annotations
 
+import keyword
 import math
 import re
 import shlex
@@ -193,7 +194,7 @@ def _model(root: Reader) -> Launcher | None:
 def _function(model: Reader) -> str | None:
     """model.function: the name of the callable in `main` that mode function calls per trial."""
     name = model.str("function")
-    if name is not None and not IDENTIFIER_RE.fullmatch(name.strip()):
+    if name is not None and (not IDENTIFIER_RE.fullmatch(name.strip()) or keyword.iskeyword(name.strip())):
         model.problem(f"must be the name of a function in main, like train, got {show(name)}", "function")
         return None
     return None if name is None else name.strip()

@@ -265,7 +265,9 @@ def test_cancel_and_timeout_end_the_process_and_its_group(
     assert read_probe(runner, after)["pid"] != server and read_probe(runner, after)["calls"] == 1
 
 
-def test_a_gpu_trial_does_not_keep_its_process(runner: TrialRunner, redis_client: redis.Redis) -> None:
+def test_a_gpu_trial_gets_a_fresh_process_and_does_not_keep_it(
+    runner: TrialRunner, redis_client: redis.Redis
+) -> None:
     warm = _task(redis_client, "warm")
     assert runner.run(warm).status == "ok"
     server = read_probe(runner, warm)["pid"]
@@ -273,12 +275,59 @@ def test_a_gpu_trial_does_not_keep_its_process(runner: TrialRunner, redis_client
     event = runner.run(gpu, devices=["0"])
     assert event.status == "ok" and event.objective == pytest.approx(0.25)
     probe = read_probe(runner, gpu)
-    assert probe["pid"] == server and probe["cuda"] == "0" and probe["calls"] == 2
-    assert not process_alive(server)  # a CUDA context is not handed on
+    # not the CPU trial's process: its module was imported without GPUs
+    assert probe["pid"] != server and probe["cuda"] == "0" and probe["calls"] == 1
+    assert probe["imported_with"] == gpu.exec_id and not process_alive(server)
+    gpu_server = probe["pid"]
+    assert not process_alive(gpu_server)  # a CUDA context is not handed on
     after = _task(redis_client, "after-gpu")
     assert runner.run(after).status == "ok"
     probe = read_probe(runner, after)
-    assert probe["pid"] != server and probe["calls"] == 1 and probe["cuda"] != "0"
+    assert probe["pid"] not in (server, gpu_server) and probe["calls"] == 1 and probe["cuda"] != "0"
+
+
+@pytest.mark.parametrize(
+    ("behave", "status", "code", "reason"),
+    [
+        ("die", "failed", 7, "training script exited with code 7"),  # its own exit status, not -9
+        ("nometric", "failed", 0, "loss"),  # exit 0, but no objective: not kept either
+    ],
+)
+def test_a_call_that_did_not_give_a_result_ends_its_process(
+    runner: TrialRunner, redis_client: redis.Redis, behave: str, status: str, code: int, reason: str
+) -> None:
+    warm = _task(redis_client, "warm")
+    assert runner.run(warm).status == "ok"
+    server = read_probe(runner, warm)["pid"]
+    event = runner.run(_task(redis_client, behave, behave))
+    assert event.status == status and event.exit_code == code and reason in event.reason
+    assert not process_alive(server)
+    after = _task(redis_client, f"after-{behave}")
+    assert runner.run(after).status == "ok"
+    assert read_probe(runner, after)["pid"] != server and read_probe(runner, after)["calls"] == 1
+
+
+def test_closing_a_kept_process_takes_what_its_calls_left_running(
+    runner: TrialRunner, redis_client: redis.Redis
+) -> None:
+    task = _task(redis_client, "spawn", "spawn")
+    assert runner.run(task).status == "ok"
+    probe = read_probe(runner, task)
+    assert process_alive(probe["pid"]) and process_alive(probe["child"])  # kept, with its child
+    runner.forkservers.close()  # as when the pool process ends or the server is evicted
+    until(lambda: not process_alive(probe["child"]), 5)
+    assert not process_alive(probe["pid"])
+
+
+def test_the_experiment_s_pythonpath_reaches_the_call(
+    runner: TrialRunner, redis_client: redis.Redis, tmp_path: Path
+) -> None:
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "fn_extra_module.py").write_text("VALUE = 0.375\n")
+    task = _task(redis_client, "import", "import", env={"PYTHONPATH": str(extra)})
+    event = runner.run(task)
+    assert event.status == "ok" and event.objective == pytest.approx(0.375), event.reason
 
 
 def test_falls_back_to_the_call_shim_in_a_subprocess_with_a_note(

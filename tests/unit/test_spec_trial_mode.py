@@ -133,6 +133,10 @@ def test_a_function_implies_mode_function() -> None:
             ["model.function: must be the name of a function in main, like train, got 'mod.train'"],
         ),
         ({"mode": "function", "function": 3}, ["model.function: must be a string, got 3"]),
+        (
+            {"function": "class"},  # a keyword is no function name
+            ["model.function: must be the name of a function in main, like train, got 'class'"],
+        ),
     ],
 )
 def test_bad_function_settings_name_the_field(model: dict[str, Any], expected: list[str]) -> None:
