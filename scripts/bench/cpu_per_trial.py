@@ -87,7 +87,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--mode", default="forkserver", choices=["subprocess", "forkserver", "function"])
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9", help="flushed first")
     args = parser.parse_args()
     found = subprocess.run(["pgrep", "-f", "redis-server"], capture_output=True, text=True).stdout.split()
     redis_pid = int(found[0]) if found else None  # the first Redis server on the machine, if any
@@ -102,6 +102,9 @@ def main() -> int:
         after.update(_snapshot(redis_pid))
         return {}
 
+    import redis
+
+    redis.Redis.from_url(args.redis_url).flushdb()  # the benchmark's experiment names repeat: start clean
     run = run_ours(trials=args.trials, slots=2, sleep_s=0.0, redis_url=args.redis_url, mode=args.mode,
                    progress=progress, after=at_end)  # fmt: skip
     n = args.trials
