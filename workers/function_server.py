@@ -33,29 +33,9 @@ from collections.abc import Callable
 from typing import Any
 
 try:  # run as a script by the trial interpreter (its folder is on sys.path), or imported as workers.*
-    from forkserver_server import (
-        _exit_code,
-        _Lines,
-        _send,
-        _std_streams,
-        _user_traceback,
-        _warm_up,
-        enter_trial,
-        redirect_logs,
-        start_server,
-    )
+    import forkserver_server as fs
 except ImportError:  # pragma: no cover - the package import, for tests and type checks
-    from workers.forkserver_server import (
-        _exit_code,
-        _Lines,
-        _send,
-        _std_streams,
-        _user_traceback,
-        _warm_up,
-        enter_trial,
-        redirect_logs,
-        start_server,
-    )
+    from workers import forkserver_server as fs
 
 RESULTS_FILE = "val_dict_list.json"
 RETURNS = "return a number (the objective), a dict of metrics, a list of such dicts (one per epoch), or None"
@@ -131,13 +111,13 @@ def call(main: str, source: str, function: str, metric: str) -> int:
             write_results(points, os.environ.get("RESULT_DIR", "."))
         code = 0
     except SystemExit as exc:
-        code = _exit_code(exc.code)
+        code = fs._exit_code(exc.code)
     except ResultError as exc:  # our own message says it all
         with contextlib.suppress(Exception):
             print(f"hpo: {exc}", file=sys.stderr)
         code = 1
     except BaseException as exc:
-        tb = None if isinstance(exc, SyntaxError) else _user_traceback(exc.__traceback__, source)
+        tb = None if isinstance(exc, SyntaxError) else fs._user_traceback(exc.__traceback__, source)
         with contextlib.suppress(Exception):
             sys.excepthook(type(exc), exc.with_traceback(tb), tb)
         code = 1
@@ -153,12 +133,12 @@ _MODULES: dict[str, Any] = {}  # imported trial modules, by file
 def _enter(request: dict[str, Any], server_env: dict[str, str]) -> None:
     """The trial's log files on fds 1 and 2 (behind the same sys.stdout/sys.stderr objects, so one
     kept from an earlier trial writes to this trial's logs), cwd, environment, argv, module folder."""
-    redirect_logs(request)
+    fs.redirect_logs(request)
     unbuffered = bool(request["env"].get("PYTHONUNBUFFERED"))
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.reconfigure(write_through=unbuffered)  # type: ignore[union-attr]
-    enter_trial(request, server_env, os.path.dirname(request["source"]))
+    fs.enter_trial(request, server_env, os.path.dirname(request["source"]))
 
 
 def _leave(devnull: int) -> None:
@@ -171,26 +151,26 @@ def _leave(devnull: int) -> None:
 
 
 def serve(req: int, reply: int, parent: int, preload: list[str]) -> int:
-    if not start_server(reply, parent, preload):
+    if not fs.start_server(reply, parent, preload):
         return 1
     server_env = dict(os.environ)
     # the module is imported from the worker's code cache, which every later trial copies
     sys.dont_write_bytecode = True
-    _warm_up()
+    fs._warm_up()
     devnull = os.open(os.devnull, os.O_RDWR)
     for target in (0, 1, 2):
         os.dup2(devnull, target)
-    _std_streams(unbuffered=False)
+    fs._std_streams(unbuffered=False)
     me = os.getpid()
-    _send(reply, {"ready": me})
-    requests = _Lines(req)
+    fs._send(reply, {"ready": me})
+    requests = fs._Lines(req)
     while True:
         lines = requests.read()
         if lines is None:
             return 0  # the worker is gone or closed us
         for line in lines:
             request = json.loads(line)
-            _send(reply, {"started": me})
+            fs._send(reply, {"started": me})
             try:
                 _enter(request, server_env)
             except BaseException:
@@ -200,7 +180,7 @@ def serve(req: int, reply: int, parent: int, preload: list[str]) -> int:
             else:
                 code = call(request["main"], request["source"], request["function"], request["metric"])
             _leave(devnull)
-            _send(reply, {"exited": me, "code": code})
+            fs._send(reply, {"exited": me, "code": code})
 
 
 def call_once(main: str, function: str, metric: str, args: list[str]) -> int:

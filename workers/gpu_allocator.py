@@ -14,13 +14,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workers.process import group_alive
+from workers.process import group_alive, pid_alive
 
 
 @dataclass
@@ -42,15 +41,8 @@ class Table:
 
 
 def _pid_alive(pid: int | None) -> bool:
-    if pid is None:
-        return True  # admitted by the main process, not yet picked up by a pool process
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    # None: admitted by the main process, not yet picked up by a pool process
+    return pid is None or pid_alive(pid)
 
 
 class GpuAllocator:

@@ -74,6 +74,17 @@ def wait_exit(proc: Trial, timeout: float) -> int | None:
         return None
 
 
+def pid_alive(pid: int) -> bool:
+    """The process exists (maybe as another user's)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)

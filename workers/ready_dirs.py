@@ -16,6 +16,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+from workers.process import pid_alive
 from workers.results import CHECKPOINT_DIR, CODE_DIR
 
 EMPTY_DIRS = ("log", CHECKPOINT_DIR)
@@ -78,17 +79,7 @@ class ReadyDir:
             self.folder.mkdir(parents=True, exist_ok=True)
             for entry in self.folder.iterdir():
                 pid = entry.name.partition("-")[0]
-                if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
                     shutil.rmtree(entry, ignore_errors=True)
         except OSError:
             pass
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -66,6 +66,20 @@ def _task(redis_client: redis.Redis, name: str, behave: str = "ok", **fields: An
     return trial_task(redis_client, FUNCTIONS, f"fn-{name}-{time.time_ns()}", **{**base, **fields})
 
 
+def _warm_server(runner: TrialRunner, redis_client: redis.Redis) -> int:
+    """Run one good trial; the pid of the function process that ran it (and stays)."""
+    warm = _task(redis_client, "warm")
+    assert runner.run(warm).status == "ok"
+    return int(read_probe(runner, warm)["pid"])
+
+
+def _next_trial(runner: TrialRunner, redis_client: redis.Redis, name: str) -> tuple[TrialTask, Any]:
+    """Run a good trial after `name`'s; the task and what its call recorded."""
+    after = _task(redis_client, f"after-{name}")
+    assert runner.run(after).status == "ok"
+    return after, read_probe(runner, after)
+
+
 def _log(runner: TrialRunner, task: TrialTask, stream: str) -> str:
     return (trial_dir(runner, task) / "log" / stream).read_text()
 
@@ -206,9 +220,7 @@ def test_preload_is_imported_once_per_function_process(
 def test_a_failed_trial_ends_its_process_and_the_next_trial_gets_a_fresh_one(
     runner: TrialRunner, redis_client: redis.Redis, behave: str, function: str, code: int, says: str | None
 ) -> None:
-    warm = _task(redis_client, "warm")
-    assert runner.run(warm).status == "ok"
-    server = read_probe(runner, warm)["pid"]
+    server = _warm_server(runner, redis_client)
     task = _task(redis_client, behave, behave, function=function)
     event = runner.run(task)
     assert event.status == "failed" and event.exit_code == code
@@ -224,9 +236,7 @@ def test_a_failed_trial_ends_its_process_and_the_next_trial_gets_a_fresh_one(
         assert read_probe(runner, task)["pid"] == server and read_probe(runner, task)["calls"] == 2
     assert not process_alive(server)  # ended (and reaped) with the trial
     assert list(runner.registry.folder.iterdir()) == []
-    after = _task(redis_client, f"after-{behave}")
-    assert runner.run(after).status == "ok"
-    probe = read_probe(runner, after)
+    after, probe = _next_trial(runner, redis_client, behave)
     assert probe["pid"] != server and probe["calls"] == 1 and probe["imported_with"] == after.exec_id
 
 
@@ -234,9 +244,7 @@ def test_a_failed_trial_ends_its_process_and_the_next_trial_gets_a_fresh_one(
 def test_cancel_and_timeout_end_the_process_and_its_group(
     runner: TrialRunner, redis_client: redis.Redis, how: str
 ) -> None:
-    warm = _task(redis_client, "warm")
-    assert runner.run(warm).status == "ok"
-    server = read_probe(runner, warm)["pid"]
+    server = _warm_server(runner, redis_client)
     task = _task(redis_client, how, "sleep", timeout_s=1.0 if how == "timeout" else None)
     probe_file = trial_dir(runner, task) / "probe.json"
     asked = [time.monotonic() + 1.0]  # when the stop was asked for: the timeout, or the flag
@@ -260,17 +268,14 @@ def test_cancel_and_timeout_end_the_process_and_its_group(
     assert not process_alive(server)
     until(lambda: not process_alive(probe["child"]), 5)  # what the call started went with it
     assert list(runner.registry.folder.iterdir()) == []
-    after = _task(redis_client, f"after-{how}")
-    assert runner.run(after).status == "ok"
-    assert read_probe(runner, after)["pid"] != server and read_probe(runner, after)["calls"] == 1
+    _, probe = _next_trial(runner, redis_client, how)
+    assert probe["pid"] != server and probe["calls"] == 1
 
 
 def test_a_gpu_trial_gets_a_fresh_process_and_does_not_keep_it(
     runner: TrialRunner, redis_client: redis.Redis
 ) -> None:
-    warm = _task(redis_client, "warm")
-    assert runner.run(warm).status == "ok"
-    server = read_probe(runner, warm)["pid"]
+    server = _warm_server(runner, redis_client)
     gpu = _task(redis_client, "gpu")
     event = runner.run(gpu, devices=["0"])
     assert event.status == "ok" and event.objective == pytest.approx(0.25)
@@ -280,9 +285,7 @@ def test_a_gpu_trial_gets_a_fresh_process_and_does_not_keep_it(
     assert probe["imported_with"] == gpu.exec_id and not process_alive(server)
     gpu_server = probe["pid"]
     assert not process_alive(gpu_server)  # a CUDA context is not handed on
-    after = _task(redis_client, "after-gpu")
-    assert runner.run(after).status == "ok"
-    probe = read_probe(runner, after)
+    _, probe = _next_trial(runner, redis_client, "gpu")
     assert probe["pid"] not in (server, gpu_server) and probe["calls"] == 1 and probe["cuda"] != "0"
 
 
@@ -296,15 +299,12 @@ def test_a_gpu_trial_gets_a_fresh_process_and_does_not_keep_it(
 def test_a_call_that_did_not_give_a_result_ends_its_process(
     runner: TrialRunner, redis_client: redis.Redis, behave: str, status: str, code: int, reason: str
 ) -> None:
-    warm = _task(redis_client, "warm")
-    assert runner.run(warm).status == "ok"
-    server = read_probe(runner, warm)["pid"]
+    server = _warm_server(runner, redis_client)
     event = runner.run(_task(redis_client, behave, behave))
     assert event.status == status and event.exit_code == code and reason in event.reason
     assert not process_alive(server)
-    after = _task(redis_client, f"after-{behave}")
-    assert runner.run(after).status == "ok"
-    assert read_probe(runner, after)["pid"] != server and read_probe(runner, after)["calls"] == 1
+    _, probe = _next_trial(runner, redis_client, behave)
+    assert probe["pid"] != server and probe["calls"] == 1
 
 
 def test_closing_a_kept_process_takes_what_its_calls_left_running(
