@@ -224,7 +224,7 @@ def worker(
     from workers.celery_app import app
 
     argv = ["worker", "-Q", ",".join(plan.queues), "-c", str(plan.slots), "-P", "prefork", "-n", name,
-            "-E", "-O", "fair", "--without-gossip", "--without-mingle", "-l", log_level]  # fmt: skip
+            "-O", "fair", "--without-gossip", "--without-mingle", "-l", log_level]  # fmt: skip
     app.worker_main(argv)
 
 

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     worker_python: str | None = None  # interpreter for trials; default: the worker's own
     # Start each slot's next subprocess trial interpreter ahead, while a trial runs (workers.prespawn).
     prespawn: bool = True
+    # Celery task events (received/started/succeeded) from the start. Off: they cost the worker
+    # about a third of its own CPU per short trial, and Flower turns them on while it runs.
+    worker_task_events: bool = False
     worker_gpus: str | None = None  # "0,1": GPU ids this worker pins trials to
     worker_slots: int = 1  # trials this worker runs at once (set by `hpo worker --slots`)
     worker_gpu_type: str | None = None  # the type its GPUs are listed under (set by `hpo worker`)

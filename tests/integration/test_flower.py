@@ -1,5 +1,6 @@
 """`hpo flower` against Flower's HTTP API: it lists the session's real Celery worker, shows the
-length of a trial queue nobody serves, shows readable task arguments, and refuses to start open."""
+length of a trial queue nobody serves, shows readable task arguments, turns on the task events of
+workers started without them, and refuses to start open."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pytest
 import redis
 
 from app.coordinator.dispatch import Publisher, task_summary
+from app.keys import encode_stop, stop_key
 from app.local_workers import LocalWorker
 from app.messages import CodeRef, TrialTask
 from app.store.repository import Store
@@ -137,6 +139,50 @@ def test_flower_lists_workers_waiting_queues_and_readable_tasks(
     finally:
         http.close()
         _drop_queue(redis_client)
+
+
+def test_flower_turns_on_the_task_events_of_a_worker_started_without_them(
+    flower_url: str, cpu_worker: LocalWorker, redis_client: redis.Redis, store: Store, redis_url: str
+) -> None:
+    """Workers send no task events of their own (they cost a short trial's worker a third of its
+    CPU); Flower's periodic enable_events turns them on, so the tasks a worker runs show there."""
+    http = httpx.Client(base_url=flower_url, auth=AUTH, timeout=10)
+    publisher = Publisher(make_celery(redis_url, include_tasks=False), redis_client, store)
+    published: list[str] = []
+
+    def one_shown_done() -> str | None:
+        # A cancelled attempt: the worker takes the task, finds the stop flag and ends it at once.
+        task = _task(100 + len(published), {"x": 1.0}).model_copy(update={"experiment": "flower-events"})
+        task = task.model_copy(update={"exec_id": f"flower-events-{len(published)}"})
+        redis_client.set(stop_key(task.exec_id), encode_stop("cancelled"), ex=300)
+        publisher.publish([task], "trials.cpu")
+        published.append(f"{task.exec_id}.{task.attempt}")
+        time.sleep(1.0)
+        found = http.get("/api/tasks").json()
+        done = [tid for tid in published if found.get(tid, {}).get("state") == "SUCCESS"]
+        return done[0] if done else None
+
+    try:
+        done = _until(one_shown_done, 40, "a task the worker ran shown as SUCCESS in /api/tasks")
+        shown = http.get("/api/tasks").json()[done]
+        assert shown["worker"].startswith("test-cpu@")
+        assert shown["received"] and shown["succeeded"]
+    finally:
+        http.close()
+        redis_client.delete(*(stop_key(tid.rsplit(".", 1)[0]) for tid in published))
+
+
+def test_workers_send_no_task_events_unless_asked(monkeypatch: pytest.MonkeyPatch, redis_url: str) -> None:
+    from app.config import reset_settings
+
+    assert make_celery(redis_url, include_tasks=False).conf.worker_send_task_events is False
+    monkeypatch.setenv("HPO_WORKER_TASK_EVENTS", "1")
+    reset_settings()
+    try:
+        assert make_celery(redis_url, include_tasks=False).conf.worker_send_task_events is True
+    finally:
+        monkeypatch.delenv("HPO_WORKER_TASK_EVENTS")
+        reset_settings()
 
 
 def test_the_summary_is_short_even_for_huge_params() -> None:
