@@ -70,6 +70,9 @@ class Settings(BaseSettings):
 
     # Coordinator.
     event_block_ms: int = 200
+    # A read that brought only `started` events (they start nothing) waits this much longer for
+    # more, so a short trial's start and end are recorded in one transaction (one SQL write).
+    event_linger_ms: int = 50
     # Trials queued beyond maxParalleNum, so a slot that frees starts the next trial without waiting
     # for the coordinator; only while the workers serving the queue have no more slots than
     # maxParalleNum (then the extra trials cannot run at the same time). 0: off.

@@ -64,6 +64,13 @@ def _finite(value: Any) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def _ends_here(event: TrialEvent, ended: set[tuple[int, int]]) -> bool:
+    """A `started` event whose attempt's `finished` is in the same batch: the end's write records
+    the start too (state from queued, worker, started_at), so the start needs none of its own.
+    Not with GPUs: only the start records them."""
+    return event.kind == "started" and not event.gpus and (event.trial_id, event.attempt) in ended
+
+
 class Coordinator:
     def __init__(
         self,
@@ -159,12 +166,30 @@ class Coordinator:
             block = 0  # trials to start (e.g. an experiment just adopted): do not wait for events first
         if self.runtimes:
             by_name = {rt.name: rt for rt in self.runtimes.values()}
-            self._handle_batch(self.streams.read(list(by_name), block), by_name)
+            deliveries = self.streams.read(list(by_name), block)
+            if block:  # not while trials wait to start
+                deliveries += self._linger(deliveries, list(by_name))
+            self._handle_batch(deliveries, by_name)
         else:
             time.sleep(self.settings.poll_interval_s)
         for rt in list(self.runtimes.values()):
             self._collect_ask(rt)
             self._advance(rt, time.time())
+
+    def _linger(self, deliveries: list[Delivery], names: list[str]) -> list[Delivery]:
+        """More events, while those read are all `started` (they start nothing), for up to
+        `event_linger_ms`: a short trial's start and end then share one transaction and one write."""
+        more: list[Delivery] = []
+        deadline = time.monotonic() + self.settings.event_linger_ms / 1000
+        while deliveries and all(d.event.kind == "started" for d in (*deliveries, *more)):
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                break
+            fresh = self.streams.read(names, left_ms)
+            if not fresh:
+                break
+            more += fresh
+        return more
 
     def _flush_suggestions(self) -> None:
         samples, self._suggestions = self._suggestions, []
@@ -348,9 +373,18 @@ class Coordinator:
         if not deliveries:
             return
         keys = [d.event.result_key for d in deliveries if d.event.kind == "finished" and d.event.result_key]
+        ended = {(d.event.trial_id, d.event.attempt) for d in deliveries if d.event.kind == "finished"}
         try:  # until the commit, a failure hands the whole batch out again (a replay is harmless)
             blobs = dict(zip(keys, self.redis.mget(keys), strict=True)) if keys else {}
-            plan = [(d, self._op(d.event, by_name.get(d.event.experiment), blobs)) for d in deliveries]
+            plan = [
+                (
+                    d,
+                    None
+                    if _ends_here(d.event, ended)
+                    else self._op(d.event, by_name.get(d.event.experiment), blobs),
+                )
+                for d in deliveries
+            ]
             applied = iter(self.writer.apply([op for _, op in plan if op is not None]))
         except Exception:
             self.streams.requeue(deliveries)

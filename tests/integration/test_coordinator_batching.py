@@ -6,6 +6,7 @@ the experiment's queue is one no worker serves, so nothing here runs a trial.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -151,6 +152,71 @@ def test_a_batch_the_database_refused_is_read_again_and_recorded_once(
     assert trial is not None and trial.objective == pytest.approx(0.25)
     assert len(store.metric_points(trials[0].id)) == 1  # type: ignore[arg-type]
     assert coord.runtimes[exp.id].counts.finished == 1
+    assert _pending(redis_client, exp) == 0
+
+
+def _spy_ops(coord: Coordinator) -> list[list[str]]:
+    """The kinds of the SQL writes of every batch the coordinator applies."""
+    batches: list[list[str]] = []
+    apply = coord.writer.apply
+
+    def spying(ops: Any) -> list[bool]:
+        batches.append([type(op).__name__ for op in ops])
+        return apply(ops)
+
+    coord.writer.apply = spying  # type: ignore[method-assign]
+    return batches
+
+
+def test_a_start_whose_end_is_in_the_same_read_is_recorded_by_the_end_alone(
+    store: Store, redis_client: redis.Redis, coordinated: tuple[Coordinator, Experiment, list[Trial]]
+) -> None:
+    coord, exp, trials = coordinated
+    for ev in _events(exp, trials[0], 0.4):
+        publish_event(redis_client, ev)
+    on_gpu = _events(exp, trials[1], 0.3)  # a start that names GPUs keeps its own write
+    on_gpu[0] = on_gpu[0].model_copy(update={"gpus": ["0", "1"]})
+    for ev in on_gpu:
+        publish_event(redis_client, ev)
+    batches = _spy_ops(coord)
+    coord.tick()
+    assert batches == [["FinishOp", "StartOp", "FinishOp"]]  # trial 0's start: no write of its own
+    first, second = store.trial(trials[0].id), store.trial(trials[1].id)  # type: ignore[arg-type]
+    assert first is not None and second is not None
+    assert first.state == TrialState.FINISHED and first.worker == "w1"
+    assert first.started_at is not None and first.started_at.timestamp() == pytest.approx(1000.0)
+    assert second.state == TrialState.FINISHED and second.gpus == "0,1"
+    assert _pending(redis_client, exp) == 0 and redis_client.xlen(events_stream(exp.name)) == 0
+
+
+@pytest.mark.parametrize("linger_ms", [0, 2000])
+def test_a_read_of_only_starts_waits_up_to_the_linger_for_more(
+    linger_ms: int,
+    store: Store,
+    redis_client: redis.Redis,
+    coordinated: tuple[Coordinator, Experiment, list[Trial]],
+) -> None:
+    """Starts act on nothing, so a read of only starts waits for more (the trial's end, here)
+    for up to `event_linger_ms`; without a linger the start is recorded alone."""
+    coord, exp, trials = coordinated
+    coord.settings = coord.settings.model_copy(update={"event_linger_ms": linger_ms})
+    started, finished = _events(exp, trials[2], 0.2)
+    publish_event(redis_client, started)
+    batches = _spy_ops(coord)
+    later = threading.Timer(0.3, lambda: publish_event(redis_client, finished))
+    later.start()
+    try:
+        coord.tick()
+    finally:
+        later.join()
+    trial = store.trial(trials[2].id)  # type: ignore[arg-type]
+    assert trial is not None
+    if linger_ms:
+        assert batches == [["FinishOp"]] and trial.state == TrialState.FINISHED
+    else:
+        assert batches == [["StartOp"]] and trial.state == TrialState.RUNNING
+        coord.tick()
+        assert store.trial(trials[2].id).state == TrialState.FINISHED  # type: ignore[arg-type,union-attr]
     assert _pending(redis_client, exp) == 0
 
 
