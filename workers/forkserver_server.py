@@ -80,13 +80,24 @@ def redirect_logs(request: dict[str, Any]) -> None:
         os.close(fd)
 
 
+def set_environ(env: dict[str, str]) -> None:
+    """`os.environ` (and the C environment) becomes `env`, changing only what differs: a kept
+    function process goes from one trial's environment to the next one's, which differ in a few
+    paths, and each change is a putenv or unsetenv."""
+    current = os.environ
+    for key in [k for k in current if k not in env]:
+        del current[key]
+    for key, value in env.items():
+        if current.get(key) != value:
+            current[key] = value
+
+
 def enter_trial(request: dict[str, Any], server_env: dict[str, str], folder: str) -> None:
     """The trial's cwd, environment, argv, and `folder` (the script's) first on sys.path, then its
     PYTHONPATH when that differs from the server's (the server's is on sys.path already)."""
     env: dict[str, str] = request["env"]
     os.chdir(request["cwd"])
-    os.environ.clear()
-    os.environ.update(env)
+    set_environ(env)
     sys.argv = list(request["argv"])
     extra = env.get("PYTHONPATH", "")
     added = [p for p in extra.split(os.pathsep) if p] if extra != server_env.get("PYTHONPATH", "") else []
