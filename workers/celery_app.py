@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from app import redis_transport
 from app.config import get_settings
 
 
@@ -14,6 +15,7 @@ def make_celery(
     broker_url: str, *, visibility_timeout_s: int | None = None, include_tasks: bool = True
 ) -> Celery:
     settings = get_settings()
+    redis_transport.install()  # kombu's Redis transport, less a client object per command
     app = Celery("hpo", broker=broker_url, include=["workers.tasks"] if include_tasks else [])
     app.conf.update(
         task_serializer="json",
