@@ -7,19 +7,51 @@ likely runs the same code (an experiment's trials do), so the slot keeps one dir
 its current trial runs; a trial of other code makes its own as before. The directory lives under
 `<results>/.ready` (the same file system as the trial directories, so the rename is one step);
 one left by a process that died is removed by the next runner of the same worker directory.
+
+A trial too short for that (it ended before the directory was made) hands its own directory on
+instead (`recycle`, after its results went out): when its code copy is exactly the cache's (same
+files, sizes, modification times and modes; only its config.json added) and it holds nothing but
+what every trial gets, its results and logs are deleted and the rest becomes the next trial's
+directory, so back-to-back short trials neither copy the code nor delete it again.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
+import threading
 import uuid
 from pathlib import Path
 
+from workers.metrics import RESULTS_FILE
 from workers.process import pid_alive
 from workers.results import CHECKPOINT_DIR, CODE_DIR
 
 EMPTY_DIRS = ("log", CHECKPOINT_DIR)
+LOG_FILES = ("stdout", "stderr")
+RESULT_FILES = (RESULTS_FILE, "metrics.jsonl")  # what a trial writes at its top level
+Manifest = dict[str, tuple[int, int, int]]  # relative path -> (mode, size, mtime ns); dirs (mode, 0, 0)
+
+
+def manifest(root: Path) -> Manifest | None:
+    """Every file and folder under `root`; None when there is a link or a special file."""
+    out: Manifest = {}
+    todo = [""]
+    while todo:
+        rel = todo.pop()
+        with os.scandir(os.path.join(root, rel)) as entries:
+            for entry in entries:
+                st = entry.stat(follow_symlinks=False)
+                name = os.path.join(rel, entry.name)
+                if stat.S_ISDIR(st.st_mode):
+                    out[name] = (st.st_mode, 0, 0)  # a folder's times change as files come and go
+                    todo.append(name)
+                elif stat.S_ISREG(st.st_mode):
+                    out[name] = (st.st_mode, st.st_size, st.st_mtime_ns)
+                else:
+                    return None
+    return out
 
 
 def make_trial_dir(code: Path, target: Path) -> None:
@@ -36,29 +68,31 @@ class ReadyDir:
         self.folder = folder
         self._ready: tuple[str, Path] | None = None
         self._swept = False
+        self._lock = threading.Lock()  # `recycle` runs on the runner's background thread
+        self._manifests: dict[Path, Manifest | None] = {}  # of code in the cache, which never changes
 
     def make(self, code_id: str, code: Path) -> None:
         """Have a directory of `code` ready (nothing to do when there is one)."""
-        if self._ready is not None:
-            if self._ready[0] == code_id:
+        with self._lock:
+            if self._ready is not None:
+                if self._ready[0] == code_id:
+                    return
+                self._discard()
+            target = self._target()
+            try:
+                make_trial_dir(code, target)
+            except OSError:
+                shutil.rmtree(target, ignore_errors=True)
                 return
-            self.discard()
-        if not self._swept:
-            self._sweep()
-        target = self.folder / f"{os.getpid()}-{uuid.uuid4().hex}"
-        try:
-            make_trial_dir(code, target)
-        except OSError:
-            shutil.rmtree(target, ignore_errors=True)
-            return
-        self._ready = (code_id, target)
+            self._ready = (code_id, target)
 
     def take(self, code_id: str, result_dir: Path) -> bool:
         """Move the ready directory to `result_dir` (which must not exist) if it holds `code_id`."""
-        if self._ready is None or self._ready[0] != code_id:
-            return False
-        _, path = self._ready
-        self._ready = None
+        with self._lock:
+            if self._ready is None or self._ready[0] != code_id:
+                return False
+            _, path = self._ready
+            self._ready = None
         try:
             result_dir.parent.mkdir(parents=True, exist_ok=True)
             os.rename(path, result_dir)
@@ -67,10 +101,63 @@ class ReadyDir:
             return False
         return True
 
+    def recycle(self, code_id: str, code: Path, used: Path, config_file: Path | None) -> bool:
+        """Make the finished trial directory `used` the next trial's directory of `code`, if none is
+        ready and it holds only what a trial of `code` gets (`config_file`: the config.json it was
+        given) plus its results and logs, which are deleted. True: done, `used` is gone."""
+        with self._lock:
+            if self._ready is not None:
+                return False
+            if code not in self._manifests:
+                self._manifests[code] = manifest(code)
+            wanted = self._manifests[code]
+            try:
+                given = str(config_file.relative_to(used / CODE_DIR)) if config_file is not None else None
+                if wanted is None or not self._reusable(used, wanted, given):
+                    return False
+                for name in RESULT_FILES:
+                    _unlink(used / name)
+                for name in LOG_FILES:  # not emptied: a straggler writing to them writes nowhere
+                    _unlink(used / "log" / name)
+                if given is not None and given not in wanted:
+                    _unlink(used / CODE_DIR / given)
+                (used / CHECKPOINT_DIR).mkdir(exist_ok=True)
+                target = self._target()
+                os.rename(used, target)
+            except (OSError, ValueError):
+                return False
+            self._ready = (code_id, target)
+            return True
+
+    @staticmethod
+    def _reusable(used: Path, wanted: Manifest, given: str | None) -> bool:
+        if not set(os.listdir(used)) <= {CODE_DIR, *EMPTY_DIRS, *RESULT_FILES}:
+            return False
+        if not set(os.listdir(used / "log")) <= set(LOG_FILES):
+            return False
+        if (used / CHECKPOINT_DIR).exists() and os.listdir(used / CHECKPOINT_DIR):
+            return False
+        found = manifest(used / CODE_DIR)
+        if found is None:
+            return False
+        if given is not None and given not in wanted:
+            found.pop(given, None)
+        return found == wanted
+
     def discard(self) -> None:
+        with self._lock:
+            self._discard()
+
+    def _discard(self) -> None:
         if self._ready is not None:
             shutil.rmtree(self._ready[1], ignore_errors=True)
             self._ready = None
+
+    def _target(self) -> Path:
+        """A new name for a ready directory (after sweeping what dead processes left, once)."""
+        if not self._swept:
+            self._sweep()
+        return self.folder / f"{os.getpid()}-{uuid.uuid4().hex}"
 
     def _sweep(self) -> None:
         """Remove what processes that are gone left here (a trial directory is made anyway)."""
@@ -83,3 +170,10 @@ class ReadyDir:
                     shutil.rmtree(entry, ignore_errors=True)
         except OSError:
             pass
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

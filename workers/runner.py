@@ -87,6 +87,7 @@ class Ran:
     outcome: Outcome
     started: float
     ended: float
+    made: tuple[str, Path, Path] | None = None  # (code id, its cache copy, config.json) when prepared
 
 
 @dataclass
@@ -129,6 +130,7 @@ class TrialRunner:
         self._next_dir: tuple[str, Path] | None = None  # (code id, code): the next trial's directory
         self._claim_script = redis.register_script(CLAIM_SCRIPT)
         self._concluder: ThreadPoolExecutor | None = None  # see conclude_later
+        self._made: tuple[str, Path, Path] | None = None  # the current attempt's directory (Ran.made)
 
     # --- the whole attempt -----------------------------------------------------------
     def run(
@@ -161,13 +163,14 @@ class TrialRunner:
         if not self._retrying(lambda: self._claim(task, token, started), "claim"):
             return None  # not ours, cancelled or superseded (see _claim)
         result_dir = self.results_fs / (task.owner or "hpo") / "batchworkdir" / task.exec_id
+        self._made = None
         try:
             outcome = self._execute(task, result_dir)
         except CodeUnavailable as exc:
             outcome = Outcome(status="failed", reason=str(exc))
         except Exception as exc:  # report anything unexpected instead of losing the attempt
             outcome = Outcome(status="failed", reason=f"worker error: {type(exc).__name__}: {exc}")
-        return Ran(task, result_dir, outcome, started, time.time())
+        return Ran(task, result_dir, outcome, started, time.time(), self._made)
 
     def conclude(self, ran: Ran) -> TrialEvent:
         """Zip the results and publish them with the `finished` event (one transaction)."""
@@ -192,9 +195,16 @@ class TrialRunner:
             notes=outcome.notes or [],
         )
         self._retrying(lambda: self._finish(event, result), f"finished event of {task.exec_id}")
-        if not self.settings.keep_trial_dirs:
+        if not self.settings.keep_trial_dirs and not self._recycle(ran):
             self.trash.discard(result_dir)
         return event
+
+    def _recycle(self, ran: Ran) -> bool:
+        """The finished directory becomes the next trial's, when it can (workers.ready_dirs)."""
+        if ran.made is None:
+            return False
+        code_id, code, config_file = ran.made
+        return self.ready_dir.recycle(code_id, code, ran.result_dir, config_file)
 
     def conclude_later(self, ran: Ran) -> None:
         """Conclude on this runner's background thread, in order, so the slot takes its next task
@@ -252,6 +262,7 @@ class TrialRunner:
                 f"model main {task.main!r} not found in the code archive (files: {', '.join(found)})"
             )
         (cwd / "config.json").write_text(json.dumps(task.params, indent=1))
+        self._made = (task.code.sha256, code, cwd / "config.json")
         log_dir = result_dir / "log"
         log_dir.mkdir(parents=True, exist_ok=True)
         ckpt = checkpoint_dir(self.settings, task.experiment, task.checkpoint_key, result_dir)

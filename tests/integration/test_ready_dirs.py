@@ -1,6 +1,7 @@
 """The next trial's directory made while a trial runs (workers.ready_dirs) with the real runner,
 Redis and processes: the next trial of the same code gets it whole and fresh, other code gets its
-own copy, and leftovers of dead processes are swept."""
+own copy, and leftovers of dead processes are swept. A short trial's own directory is handed on,
+emptied, unless the trial changed its code copy or left files of its own."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import redis
 
 from app.config import Settings
 from tests.helpers import trial_dir, trial_task
-from workers.ready_dirs import ReadyDir
+from workers.ready_dirs import ReadyDir, make_trial_dir
 from workers.runner import TrialRunner
 
 QUAD = Path(__file__).parent.parent / "fixtures" / "quad"
@@ -102,3 +103,106 @@ def test_leftovers_of_dead_processes_are_swept_and_live_ones_kept(tmp_path: Path
     finally:
         live.kill()
         live.wait()
+
+
+SHORT = """import json, os, sys
+print("hello from", os.environ["DLI_EXECID"])
+print("to stderr", file=sys.stderr)
+json.dump([{"loss": 0.5}], open(os.path.join(os.environ["RESULT_DIR"], "val_dict_list.json"), "w"))
+"""
+
+
+def _short_code(tmp_path: Path) -> Path:
+    folder = tmp_path / "short"
+    (folder / "pkg").mkdir(parents=True)
+    (folder / "train.py").write_text(SHORT)
+    (folder / "pkg" / "data.txt").write_text("a data file beside the script")
+    return folder
+
+
+def test_a_short_trial_hands_its_directory_to_the_next_one_emptied_of_its_own_files(
+    tmp_path: Path, redis_url: str, redis_client: redis.Redis
+) -> None:
+    """Trials that end before the next directory is made ahead: the finished one, its code copy
+    untouched, becomes the next one's (renamed, not copied), without its results, logs or config."""
+    settings = Settings(home=tmp_path / "home", broker_url=redis_url, prespawn=False)
+    runner = TrialRunner(settings, redis_client, worker="ready/1")
+    folder = _short_code(tmp_path)
+    first = trial_task(redis_client, folder, f"recycle-a-{time.time_ns()}", params={"x": 1})
+    assert runner.run(first) is not None
+    (ready,) = _ready(runner)  # the first trial's directory, handed on
+    assert not trial_dir(runner, first).exists()
+    assert sorted(p.name for p in ready.iterdir()) == ["_submitted_code", "checkpoint", "log"]
+    assert list((ready / "log").iterdir()) == [] and list((ready / "checkpoint").iterdir()) == []
+    code = ready / "_submitted_code" / "short"
+    assert sorted(str(p.relative_to(code)) for p in code.rglob("*")) == ["pkg", "pkg/data.txt", "train.py"]
+    inode = code.stat().st_ino
+
+    second = trial_task(redis_client, folder, f"recycle-b-{time.time_ns()}", params={"x": 2})
+    event = runner.run(second.model_copy(update={"code": first.code}))
+    assert event is not None and event.status == "ok" and event.objective == 0.5
+    assert "hello from recycle-b" in event.stdout_tail and "recycle-a" not in event.stdout_tail
+    assert event.stderr_tail == "to stderr\n"
+    (again,) = _ready(runner)  # the second trial ran in the first one's directory, and hands it on
+    assert (again / "_submitted_code" / "short").stat().st_ino == inode
+
+
+def _finished(tmp_path: Path) -> tuple[ReadyDir, Path, Path, Path]:
+    """A ready-dir holder, a code cache folder, and a finished trial directory of that code."""
+    code = tmp_path / "cache"
+    shutil.copytree(_short_code(tmp_path / "src"), code)
+    used = tmp_path / "results" / "t1"
+    make_trial_dir(code, used)
+    (used / "_submitted_code" / "config.json").write_text("{}")
+    (used / "log" / "stdout").write_text("out")
+    (used / "val_dict_list.json").write_text("[]")
+    return ReadyDir(tmp_path / "results" / ".ready"), code, used, used / "_submitted_code" / "config.json"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "a code file edited",
+        "a code file deleted",
+        "a file added to the code",
+        "a file left at the top",
+        "a file left in log",
+        "a checkpoint left",
+        "a link in the code",
+    ],
+)
+def test_a_directory_the_trial_changed_is_not_handed_on(tmp_path: Path, change: str) -> None:
+    ready, code, used, config = _finished(tmp_path)
+    script = used / "_submitted_code" / "train.py"
+    if change == "a code file edited":
+        script.write_text(script.read_text().replace("0.5", "0.7"))  # same size, new mtime
+    elif change == "a code file deleted":
+        (used / "_submitted_code" / "pkg" / "data.txt").unlink()
+    elif change == "a file added to the code":
+        (used / "_submitted_code" / "pkg" / "out.csv").write_text("1,2")
+    elif change == "a file left at the top":
+        (used / "probe.json").write_text("{}")
+    elif change == "a file left in log":
+        (used / "log" / "tensorboard.events").write_text("x")
+    elif change == "a checkpoint left":
+        (used / "checkpoint" / "model.pt").write_text("w")
+    else:
+        (used / "_submitted_code" / "link").symlink_to(script)
+    before = sorted(str(p.relative_to(used)) for p in used.rglob("*"))
+    assert not ready.recycle("sha-1", code, used, config)
+    assert sorted(str(p.relative_to(used)) for p in used.rglob("*")) == before  # left as it was
+    assert not ready.take("sha-1", tmp_path / "next")
+
+
+def test_one_directory_is_ready_at_a_time_and_only_for_its_code(tmp_path: Path) -> None:
+    ready, code, used, config = _finished(tmp_path)
+    assert ready.recycle("sha-1", code, used, config) and not used.exists()
+    other = tmp_path / "results" / "t2"
+    make_trial_dir(code, other)
+    assert not ready.recycle("sha-1", code, other, None)  # one is ready already
+    assert not ready.take("sha-2", tmp_path / "next")
+    assert ready.take("sha-1", tmp_path / "next")
+    assert sorted(str(p.relative_to(tmp_path / "next")) for p in (tmp_path / "next").rglob("*")) == [
+        "_submitted_code", "_submitted_code/pkg", "_submitted_code/pkg/data.txt", "_submitted_code/train.py",
+        "checkpoint", "log",
+    ]  # fmt: skip
