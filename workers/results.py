@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import zipfile
 from pathlib import Path
 
@@ -14,33 +15,48 @@ CHECKPOINT_DIR = "checkpoint"  # shipped separately (or not at all): not part of
 ALWAYS = (RESULTS_FILE, "metrics.jsonl")
 
 
-def _files(result_dir: Path) -> list[Path]:
+def _files(result_dir: Path) -> list[str]:
+    """The result files, as paths relative to `result_dir` (strings: this runs for every trial)."""
+    root = os.fspath(result_dir)
     out = []
-    for root, dirs, files in os.walk(result_dir):
-        if Path(root) == result_dir:
+    for folder, dirs, files in os.walk(root):
+        if folder == root:
             dirs[:] = [d for d in dirs if d not in (CODE_DIR, CHECKPOINT_DIR)]
-        out += [Path(root) / f for f in files]
+            out += files
+        else:
+            rel = os.path.relpath(folder, root)
+            out += [os.path.join(rel, f) for f in files]
     return sorted(out)
 
 
 def zip_results(result_dir: Path, max_bytes: int) -> tuple[bytes, bool]:
     """(zip bytes, truncated). Over the cap only the results file and the logs go in."""
-    files = _files(result_dir)
-    total = sum(f.stat().st_size for f in files if f.is_file())
+    root = os.fspath(result_dir)
+    sizes = {}
+    for rel in _files(result_dir):
+        try:
+            st = os.stat(os.path.join(root, rel))
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            sizes[rel] = st.st_size
+    total = sum(sizes.values())
     truncated = total > max_bytes
+    names = list(sizes)
     if truncated:
-        log_dir = result_dir / "log"
-        files = [f for f in files if f.name in ALWAYS or log_dir in f.parents]
+        names = [n for n in names if os.path.basename(n) in ALWAYS or n.startswith("log" + os.sep)]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         budget = max_bytes
-        for f in files:
-            if not f.is_file():
+        for rel in names:
+            try:
+                with open(os.path.join(root, rel), "rb") as fh:
+                    data = fh.read()
+            except OSError:
                 continue
-            data = f.read_bytes()
             if truncated and len(data) > budget // 4:  # keep the end of oversized logs
                 data = data[-(budget // 4) :]
-            zf.writestr(str(f.relative_to(result_dir)), data)
+            zf.writestr(rel, data)
         if truncated:
             zf.writestr("_truncated.txt", f"result directory was {total} bytes, over the {max_bytes} cap\n")
     return buf.getvalue(), truncated

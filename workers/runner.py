@@ -131,6 +131,7 @@ class TrialRunner:
         self._claim_script = redis.register_script(CLAIM_SCRIPT)
         self._concluder: ThreadPoolExecutor | None = None  # see conclude_later
         self._made: tuple[str, Path, Path] | None = None  # the current attempt's directory (Ran.made)
+        self._kept_pid: int | None = None  # the kept function process, registered in `registry`
 
     # --- the whole attempt -----------------------------------------------------------
     def run(
@@ -356,8 +357,14 @@ class TrialRunner:
                                        env=env, stdout=out, stderr=err, function=function,
                                        fresh=fresh,
                                        tick=lambda: self._renew_lease(task))  # fmt: skip
-        self.registry.add(trial.pid, task.exec_id, forked=True)
+        if trial.pid != self._kept_pid:  # a kept function process is registered already
+            self.registry.add(trial.pid, task.exec_id, forked=True)
         return trial
+
+    def _unregister(self, pid: int) -> None:
+        self.registry.remove(pid)
+        if pid == self._kept_pid:
+            self._kept_pid = None
 
     def _renew_lease(self, task: TrialTask) -> None:
         """While a forkserver imports its preload (seconds for torch): this attempt is alive."""
@@ -413,10 +420,14 @@ class TrialRunner:
                 proc.close_server()
             elif not keep:
                 stop_process(proc, 0.5)  # leftovers of the group (e.g. data loader workers)
-            self.registry.remove(proc.pid)
+            if not keep:
+                self._unregister(proc.pid)
         outcome = self._read_results(task, result_dir, code)
         if keep and outcome.status != "ok":  # e.g. no metrics: the next trial starts afresh too
             proc.close_server()  # type: ignore[attr-defined]
+            self._unregister(proc.pid)
+        elif keep:  # its registry entry (known by its start time) stays for the next trial
+            self._kept_pid = proc.pid
         if stopped is not None:  # keep what it reported before it was stopped
             status = "failed" if stopped == "timeout" else "stopped"
             objective = self._partial_objective(task, result_dir) if status == "stopped" else None

@@ -171,9 +171,12 @@ def test_successful_trials_share_one_process_and_its_module_state(
     tasks = [_task(redis_client, f"reuse{i}", behave) for i, behave in enumerate(kinds)]
     for task in tasks:
         assert runner.run(task).status == "ok"
-        assert list(runner.registry.folder.iterdir()) == []
+        # the kept process stays registered (for a restarted worker's kill_all) under its first trial
+        (entry,) = runner.registry.folder.iterdir()
+        assert entry.read_text().startswith(f"{tasks[0].exec_id}\nstart=")
     probes = [read_probe(runner, task) for task in tasks]
     pid = probes[0]["pid"]
+    assert entry.name == str(pid)
     assert [p["pid"] for p in probes] == [pid] * 6 and pid != os.getpid()
     assert [p["calls"] for p in probes] == [1, 2, 3, 4, 5, 6]  # the module's globals lived on
     assert len(_streamed(runner, tasks[2])) == len(_streamed(runner, tasks[4])) == 2  # each its own
