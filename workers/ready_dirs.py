@@ -10,9 +10,9 @@ one left by a process that died is removed by the next runner of the same worker
 
 A trial too short for that (it ended before the directory was made) hands its own directory on
 instead (`recycle`, after its results went out): when its code copy is exactly the cache's (same
-files, sizes, modification times and modes; only its config.json added) and it holds nothing but
-what every trial gets, its results and logs are deleted and the rest becomes the next trial's
-directory, so back-to-back short trials neither copy the code nor delete it again.
+files, sizes, modification times and modes; only its config.json added), everything else in it
+(results, logs, checkpoints, the trial's own files) is deleted and the rest becomes the next
+trial's directory, so back-to-back short trials neither copy the code nor delete it again.
 """
 
 from __future__ import annotations
@@ -22,15 +22,13 @@ import shutil
 import stat
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
-from workers.metrics import RESULTS_FILE
 from workers.process import pid_alive
 from workers.results import CHECKPOINT_DIR, CODE_DIR
 
 EMPTY_DIRS = ("log", CHECKPOINT_DIR)
-LOG_FILES = ("stdout", "stderr")
-RESULT_FILES = (RESULTS_FILE, "metrics.jsonl")  # what a trial writes at its top level
 Manifest = dict[str, tuple[int, int, int]]  # relative path -> (mode, size, mtime ns); dirs (mode, 0, 0)
 
 
@@ -64,8 +62,9 @@ def make_trial_dir(code: Path, target: Path) -> None:
 class ReadyDir:
     """At most one directory made ahead, for one code version."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, discard_dir: Callable[[Path], None] | None = None) -> None:
         self.folder = folder
+        self.discard_dir = discard_dir or (lambda path: shutil.rmtree(path, ignore_errors=True))
         self._ready: tuple[str, Path] | None = None
         self._swept = False
         self._lock = threading.Lock()  # `recycle` runs on the runner's background thread
@@ -103,8 +102,9 @@ class ReadyDir:
 
     def recycle(self, code_id: str, code: Path, used: Path, config_file: Path | None) -> bool:
         """Make the finished trial directory `used` the next trial's directory of `code`, if none is
-        ready and it holds only what a trial of `code` gets (`config_file`: the config.json it was
-        given) plus its results and logs, which are deleted. True: done, `used` is gone."""
+        ready and its code copy is still exactly `code`'s (`config_file`: the config.json it was
+        given, removed). Everything else in it (results, logs, checkpoints, files of its own) is
+        deleted: files here, folders by `discard_dir`. True: done, `used` is gone."""
         with self._lock:
             if self._ready is not None:
                 return False
@@ -113,15 +113,20 @@ class ReadyDir:
             wanted = self._manifests[code]
             try:
                 given = str(config_file.relative_to(used / CODE_DIR)) if config_file is not None else None
-                if wanted is None or not self._reusable(used, wanted, given):
+                if wanted is None or not _same_code(used / CODE_DIR, wanted, given):
                     return False
-                for name in RESULT_FILES:
-                    _unlink(used / name)
-                for name in LOG_FILES:  # not emptied: a straggler writing to them writes nowhere
-                    _unlink(used / "log" / name)
                 if given is not None and given not in wanted:
                     _unlink(used / CODE_DIR / given)
-                (used / CHECKPOINT_DIR).mkdir(exist_ok=True)
+                for entry in os.scandir(used):
+                    if entry.name == CODE_DIR:
+                        continue
+                    if entry.name in EMPTY_DIRS and entry.is_dir(follow_symlinks=False):
+                        for inner in os.scandir(entry.path):  # not emptied in place: a straggler
+                            self._delete(inner)  # still writing to its log writes nowhere
+                    else:
+                        self._delete(entry)
+                for name in EMPTY_DIRS:
+                    (used / name).mkdir(exist_ok=True)
                 target = self._target()
                 os.rename(used, target)
             except (OSError, ValueError):
@@ -129,20 +134,11 @@ class ReadyDir:
             self._ready = (code_id, target)
             return True
 
-    @staticmethod
-    def _reusable(used: Path, wanted: Manifest, given: str | None) -> bool:
-        if not set(os.listdir(used)) <= {CODE_DIR, *EMPTY_DIRS, *RESULT_FILES}:
-            return False
-        if not set(os.listdir(used / "log")) <= set(LOG_FILES):
-            return False
-        if (used / CHECKPOINT_DIR).exists() and os.listdir(used / CHECKPOINT_DIR):
-            return False
-        found = manifest(used / CODE_DIR)
-        if found is None:
-            return False
-        if given is not None and given not in wanted:
-            found.pop(given, None)
-        return found == wanted
+    def _delete(self, entry: os.DirEntry[str]) -> None:
+        if entry.is_dir(follow_symlinks=False):
+            self.discard_dir(Path(entry.path))
+        else:
+            os.unlink(entry.path)
 
     def discard(self) -> None:
         with self._lock:
@@ -170,6 +166,17 @@ class ReadyDir:
                     shutil.rmtree(entry, ignore_errors=True)
         except OSError:
             pass
+
+
+def _same_code(copy: Path, wanted: Manifest, given: str | None) -> bool:
+    """`copy` holds exactly the files `wanted` lists (modes, sizes, modification times), and
+    `given` (the trial's config.json) if that is not one of them."""
+    found = manifest(copy)
+    if found is None:
+        return False
+    if given is not None and given not in wanted:
+        found.pop(given, None)
+    return found == wanted
 
 
 def _unlink(path: Path) -> None:

@@ -126,7 +126,7 @@ class TrialRunner:
         self._forkservers: ForkServers | None = None
         self._spares: Spares | None = None
         self._refill: str | None = None  # a spare to start (for this interpreter) while the trial runs
-        self.ready_dir = ReadyDir(self.results_fs / ".ready")
+        self.ready_dir = ReadyDir(self.results_fs / ".ready", discard_dir=self.trash.discard)
         self._next_dir: tuple[str, Path] | None = None  # (code id, code): the next trial's directory
         self._claim_script = redis.register_script(CLAIM_SCRIPT)
         self._concluder: ThreadPoolExecutor | None = None  # see conclude_later

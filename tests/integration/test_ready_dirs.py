@@ -1,7 +1,7 @@
 """The next trial's directory made while a trial runs (workers.ready_dirs) with the real runner,
 Redis and processes: the next trial of the same code gets it whole and fresh, other code gets its
 own copy, and leftovers of dead processes are swept. A short trial's own directory is handed on,
-emptied, unless the trial changed its code copy or left files of its own."""
+emptied of all but its code, unless the trial changed its code copy."""
 
 from __future__ import annotations
 
@@ -160,18 +160,9 @@ def _finished(tmp_path: Path) -> tuple[ReadyDir, Path, Path, Path]:
 
 
 @pytest.mark.parametrize(
-    "change",
-    [
-        "a code file edited",
-        "a code file deleted",
-        "a file added to the code",
-        "a file left at the top",
-        "a file left in log",
-        "a checkpoint left",
-        "a link in the code",
-    ],
+    "change", ["a code file edited", "a code file deleted", "a file added to the code", "a link in the code"]
 )
-def test_a_directory_the_trial_changed_is_not_handed_on(tmp_path: Path, change: str) -> None:
+def test_a_directory_whose_code_copy_the_trial_changed_is_not_handed_on(tmp_path: Path, change: str) -> None:
     ready, code, used, config = _finished(tmp_path)
     script = used / "_submitted_code" / "train.py"
     if change == "a code file edited":
@@ -180,18 +171,31 @@ def test_a_directory_the_trial_changed_is_not_handed_on(tmp_path: Path, change: 
         (used / "_submitted_code" / "pkg" / "data.txt").unlink()
     elif change == "a file added to the code":
         (used / "_submitted_code" / "pkg" / "out.csv").write_text("1,2")
-    elif change == "a file left at the top":
-        (used / "probe.json").write_text("{}")
-    elif change == "a file left in log":
-        (used / "log" / "tensorboard.events").write_text("x")
-    elif change == "a checkpoint left":
-        (used / "checkpoint" / "model.pt").write_text("w")
     else:
         (used / "_submitted_code" / "link").symlink_to(script)
     before = sorted(str(p.relative_to(used)) for p in used.rglob("*"))
     assert not ready.recycle("sha-1", code, used, config)
     assert sorted(str(p.relative_to(used)) for p in used.rglob("*")) == before  # left as it was
     assert not ready.take("sha-1", tmp_path / "next")
+
+
+def test_the_trial_s_own_files_outside_its_code_are_deleted_and_folders_discarded(tmp_path: Path) -> None:
+    ready, code, used, config = _finished(tmp_path)
+    discarded: list[str] = []
+    ready.discard_dir = lambda path: (discarded.append(str(path.relative_to(used))), shutil.rmtree(path))
+    (used / "probe.json").write_text("{}")
+    (used / "plots" / "deep").mkdir(parents=True)
+    (used / "plots" / "deep" / "curve.csv").write_text("1,2")
+    (used / "log" / "tensorboard").mkdir()
+    (used / "log" / "events.out").write_text("x")
+    (used / "checkpoint" / "model.pt").write_text("w")
+    assert ready.recycle("sha-1", code, used, config) and not used.exists()
+    assert sorted(discarded) == ["log/tensorboard", "plots"]
+    assert ready.take("sha-1", tmp_path / "next")
+    assert sorted(str(p.relative_to(tmp_path / "next")) for p in (tmp_path / "next").rglob("*")) == [
+        "_submitted_code", "_submitted_code/pkg", "_submitted_code/pkg/data.txt", "_submitted_code/train.py",
+        "checkpoint", "log",
+    ]  # fmt: skip
 
 
 def test_one_directory_is_ready_at_a_time_and_only_for_its_code(tmp_path: Path) -> None:
