@@ -7,7 +7,9 @@ Two measurements, each for a no-op script with and without `import torch`:
             (the spare had 0.5 s to start, as it has while the slot's previous trial runs);
   trial     a whole no-op trial through TrialRunner.run (claim, events, code copy, config.json,
             process, results, upload) against a real Redis (a private one unless --redis-url).
-The forkserver's own start (its preload) happens once per worker process and is shown apart.
+The forkserver's own start (its preload) happens once per worker process and is shown apart; so
+does a function server's (its first call imports the module). Function rows: the same no-op as a
+function (`model: {main: fn.py, function: train}`), called in the slot's kept process.
 
     .venv/bin/python scripts/bench/trial_start.py [--reps 20] [--torch-reps 8] [--write-docs]
 """
@@ -51,6 +53,17 @@ with open(os.path.join(os.environ["RESULT_DIR"], "times.json"), "w") as fh:
 with open(os.path.join(os.environ["RESULT_DIR"], "val_dict_list.json"), "w") as fh:
     json.dump([{{"steps": 1, "loss": 0.0}}], fh)
 """
+FUNCTION = """import time
+{imports}
+import json, os
+
+
+def train(config):
+    first = time.time()
+    with open(os.path.join(os.environ["RESULT_DIR"], "times.json"), "w") as fh:
+        json.dump({{"first": first, "ready": first}}, fh)  # imports: done once, by the first call
+    return {{"steps": 1, "loss": 0.0}}
+"""
 # (label, mode, import torch in the script, preload); mode "spare": subprocess trials in spares
 SCENARIOS = [
     ("subprocess, started on demand", "subprocess", False, ()),
@@ -59,6 +72,8 @@ SCENARIOS = [
     ("subprocess, started on demand, script imports torch", "subprocess", True, ()),
     ("subprocess, spare interpreter, script imports torch", "spare", True, ()),
     ("forkserver, script imports torch, preload: [torch]", "forkserver", True, ("torch",)),
+    ("function (kept process)", "function", False, ()),
+    ("function (kept process), module imports torch", "function", True, ()),
 ]
 SPARE_LEAD_S = 0.5
 
@@ -66,7 +81,10 @@ SPARE_LEAD_S = 0.5
 def _code(folder: Path, with_torch: bool) -> Path:
     model = folder / ("torch_noop" if with_torch else "noop")
     model.mkdir(parents=True, exist_ok=True)
-    (model / "train.py").write_text(SCRIPT.format(imports="import torch" if with_torch else ""))
+    imports = "import torch" if with_torch else ""
+    (model / "train.py").write_text(SCRIPT.format(imports=imports))
+    (model / "fn.py").write_text(FUNCTION.format(imports=imports))
+    (model / "config.json").write_text("{}")  # a function is called with ./config.json
     return model
 
 
@@ -98,6 +116,10 @@ def start_latency(
         if mode == "forkserver":
             proc = servers.spawn(sys.executable, preload, main="train.py", args=[], cwd=model, env=env,
                                  stdout=out, stderr=err)  # fmt: skip
+        elif mode == "function":
+            call = (model / "fn.py", "train", "loss")
+            proc = servers.spawn(sys.executable, preload, main="fn.py", args=[], cwd=model, env=env,
+                                 stdout=out, stderr=err, function=call)  # fmt: skip
         elif mode == "spare":
             proc = spares.spawn(sys.executable, main="train.py", args=[], cwd=model, env=env, stdout=out,
                                 stderr=err)  # fmt: skip
@@ -106,7 +128,8 @@ def start_latency(
         else:
             proc = spawn([sys.executable, "train.py"], cwd=model, env=env, stdout=out, stderr=err)
         code = proc.wait(timeout=120)
-        stop_process(proc, 0.1)
+        if mode != "function":  # a function server stays for the next call, as in a slot
+            stop_process(proc, 0.1)
         if code != 0:
             raise RuntimeError(f"{mode} trial failed: {err.read_text()}")
         times = json.loads((run / "times.json").read_text())
@@ -126,9 +149,11 @@ def whole_trials(
         exec_id = f"bench-{mode}-{model.name}-{len(preload)}-{i}-{time.time_ns()}"
         task = TrialTask(
             experiment=exec_id, trial_id=i, exec_id=exec_id, number=i, attempt=1, params={},
-            code=CodeRef(sha256=digest, filename=f"{model.name}.modelDir.tar"), main="train.py",
-            model_dir=model.name, objective_metric="loss", preload=list(preload),
-            mode="forkserver" if mode == "forkserver" else "subprocess",
+            code=CodeRef(sha256=digest, filename=f"{model.name}.modelDir.tar"),
+            main="fn.py" if mode == "function" else "train.py", model_dir=model.name,
+            objective_metric="loss", preload=list(preload),
+            mode=mode if mode in ("forkserver", "function") else "subprocess",
+            function="train" if mode == "function" else None,
         )  # fmt: skip
         started = time.perf_counter()
         event = runner.run(task)
@@ -163,7 +188,7 @@ def main() -> int:
                 settings.model_copy(update={"prespawn": False}), client, worker="bench/1", slots=2
             ),
         }
-        runners["forkserver"] = runners["spare"]
+        runners["forkserver"] = runners["function"] = runners["spare"]
         runner = runners["spare"]
         servers = ForkServers(runner.forkservers.env)
         spares = Spares(runner.spares.env)
@@ -172,7 +197,7 @@ def main() -> int:
                 model = _code(tmp / "code", with_torch)
                 reps = args.torch_reps if with_torch else args.reps
                 server_start = None
-                if mode == "forkserver":  # the once-per-worker-process start, measured apart
+                if mode in ("forkserver", "function"):  # the once-per-worker-process start, apart
                     started = time.perf_counter()
                     start_latency(tmp / "warm", servers, spares, mode, model, preload, 1)
                     server_start = time.perf_counter() - started
@@ -198,7 +223,8 @@ def main() -> int:
         "p90 in ms. Spare interpreter: started while the slot's previous trial ran (for `start`, "
         f"{SPARE_LEAD_S:g} s before; for whole no-op trials back to back, only as long as the previous "
         "trial). Forkserver: one server per worker process, started once (its preload) and then forked "
-        "per trial.",
+        "per trial. Function: the same no-op as a function called in the slot's kept process (its start, "
+        "once, includes the module's import); its first line is the function's.",
         "",
         "| mode | reps | start: first line | start: ready | whole trial | server start (once) |",
         "|---|---|---|---|---|---|",
@@ -225,7 +251,7 @@ def main() -> int:
         replace_section(
             ROOT / "docs" / "benchmarks.md",
             "trial_start",
-            "## Trial start-up: subprocess, spare interpreter, forkserver",
+            "## Trial start-up: subprocess, spare interpreter, forkserver, function",
             table + "\n\n" + note,
         )
     return 0
