@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import kombu.transport as kombu_transport
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 
@@ -46,6 +47,8 @@ class Transport(kombu_redis.Transport):
 
 
 def install() -> None:
-    """`redis://` and `rediss://` connections made in this process from now on use this transport."""
+    """`redis://` and `rediss://` connections made in this process from now on use this transport
+    (kombu caches the class it resolved for a name: that entry goes too)."""
     for scheme in SCHEMES:
         TRANSPORT_ALIASES[scheme] = TRANSPORT
+        kombu_transport._transport_cache.pop(scheme, None)

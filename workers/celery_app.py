@@ -33,7 +33,7 @@ def make_celery(
             "visibility_timeout": visibility_timeout_s or settings.visibility_timeout_s,
             **settings.broker_transport_options,
         },
-        # Off unless asked: Flower enables them on every worker while it runs (its enable_events).
+        # Off unless asked: a running Flower turns them on in every worker (its enable_events).
         worker_send_task_events=settings.worker_task_events,
         task_send_sent_event=True,  # queued tasks show in Flower even before a worker takes them
         worker_hijack_root_logger=False,

@@ -77,12 +77,19 @@ class ForkServer:
     """One server process and the two pipes to it."""
 
     def __init__(
-        self, python: str, preload: Sequence[str], env: Mapping[str, str], script: Path = SERVER_SCRIPT
+        self,
+        python: str,
+        preload: Sequence[str],
+        env: Mapping[str, str],
+        script: Path = SERVER_SCRIPT,
+        on_close: Callable[[int], None] | None = None,
     ) -> None:
         self.python = python
         self.preload = tuple(preload)
         self.script = script
         self._env = dict(env)
+        self._on_close = on_close  # told each server process's pid once, when it is closed
+        self._told = False
         self._proc: subprocess.Popen[bytes] | None = None
         self._req = self._rep = -1
         self._buffer = b""
@@ -110,6 +117,7 @@ class ForkServer:
         finally:
             os.close(req_r)
             os.close(rep_w)
+        self._told = False
         self._req, self._rep = req_w, rep_r
         self._buffer = b""
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -139,6 +147,9 @@ class ForkServer:
             with contextlib.suppress(OSError):
                 self._proc.kill()
             code = self._proc.wait()
+            if self._on_close is not None and not self._told:
+                self._told = True
+                self._on_close(self._proc.pid)
         self._lost(code)
 
     def _lost(self, code: int | None) -> None:
@@ -273,8 +284,9 @@ Key = tuple[str, tuple[str, ...], str | None]
 class ForkServers:
     """The servers of one pool process, by (python, preload, function module or None)."""
 
-    def __init__(self, env: Mapping[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str], on_close: Callable[[int], None] | None = None) -> None:
         self.env = dict(env)
+        self.on_close = on_close  # told the pid of every server process that is closed or replaced
         self._servers: OrderedDict[Key, ForkServer] = OrderedDict()
         self._broken: dict[Key, str] = {}  # failed preloads are not retried
 
@@ -302,7 +314,7 @@ class ForkServers:
         server = self._servers.pop(key, None)
         if server is not None and fresh and server.alive:
             server.close()
-        server = server or ForkServer(python, preload, self.env, script)
+        server = server or ForkServer(python, preload, self.env, script, self.on_close)
         self._servers[key] = server
         while len(self._servers) > MAX_SERVERS:
             _, old = self._servers.popitem(last=False)

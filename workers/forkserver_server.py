@@ -81,15 +81,18 @@ def redirect_logs(request: dict[str, Any]) -> None:
 
 
 def set_environ(env: dict[str, str]) -> None:
-    """`os.environ` (and the C environment) becomes `env`, changing only what differs: a kept
-    function process goes from one trial's environment to the next one's, which differ in a few
-    paths, and each change is a putenv or unsetenv."""
+    """`os.environ` (and the C environment) becomes `env`: a kept function process goes from one
+    trial's environment to the next one's, which differ in a few paths. Only those go through
+    os.environ (each change there is a dict update and a putenv or unsetenv); the rest are put
+    again in the C environment alone."""
     current = os.environ
     for key in [k for k in current if k not in env]:
         del current[key]
     for key, value in env.items():
         if current.get(key) != value:
             current[key] = value
+        else:  # C code (a library's setenv) may have changed it behind os.environ's back
+            os.putenv(key, value)
 
 
 def enter_trial(request: dict[str, Any], server_env: dict[str, str], folder: str) -> None:

@@ -108,10 +108,10 @@ class ReadyDir:
         with self._lock:
             if self._ready is not None:
                 return False
-            if code not in self._manifests:
-                self._manifests[code] = manifest(code)
-            wanted = self._manifests[code]
             try:
+                if code not in self._manifests:
+                    self._manifests[code] = manifest(code)
+                wanted = self._manifests[code]
                 given = str(config_file.relative_to(used / CODE_DIR)) if config_file is not None else None
                 if wanted is None or not _same_code(used / CODE_DIR, wanted, given):
                     return False

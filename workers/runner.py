@@ -131,7 +131,7 @@ class TrialRunner:
         self._claim_script = redis.register_script(CLAIM_SCRIPT)
         self._concluder: ThreadPoolExecutor | None = None  # see conclude_later
         self._made: tuple[str, Path, Path] | None = None  # the current attempt's directory (Ran.made)
-        self._kept_pid: int | None = None  # the kept function process, registered in `registry`
+        self._kept: set[int] = set()  # kept function processes, registered in `registry` until closed
 
     # --- the whole attempt -----------------------------------------------------------
     def run(
@@ -357,14 +357,14 @@ class TrialRunner:
                                        env=env, stdout=out, stderr=err, function=function,
                                        fresh=fresh,
                                        tick=lambda: self._renew_lease(task))  # fmt: skip
-        if trial.pid != self._kept_pid:  # a kept function process is registered already
+        if trial.pid not in self._kept:  # a kept function process is registered already
             self.registry.add(trial.pid, task.exec_id, forked=True)
         return trial
 
     def _unregister(self, pid: int) -> None:
+        """A trial's group, or a kept function process (whatever closed it), is gone."""
         self.registry.remove(pid)
-        if pid == self._kept_pid:
-            self._kept_pid = None
+        self._kept.discard(pid)
 
     def _renew_lease(self, task: TrialTask) -> None:
         """While a forkserver imports its preload (seconds for torch): this attempt is alive."""
@@ -392,7 +392,7 @@ class TrialRunner:
     def forkservers(self) -> ForkServers:
         """This pool process's pre-warmed servers, started on first use, in the trials' base environment."""
         if self._forkservers is None:
-            self._forkservers = ForkServers(self._base_env())
+            self._forkservers = ForkServers(self._base_env(), on_close=self._unregister)
         return self._forkservers
 
     @property
@@ -425,9 +425,8 @@ class TrialRunner:
         outcome = self._read_results(task, result_dir, code)
         if keep and outcome.status != "ok":  # e.g. no metrics: the next trial starts afresh too
             proc.close_server()  # type: ignore[attr-defined]
-            self._unregister(proc.pid)
-        elif keep:  # its registry entry (known by its start time) stays for the next trial
-            self._kept_pid = proc.pid
+        elif keep:  # its registry entry (known by its start time) stays until it is closed
+            self._kept.add(proc.pid)
         if stopped is not None:  # keep what it reported before it was stopped
             status = "failed" if stopped == "timeout" else "stopped"
             objective = self._partial_objective(task, result_dir) if status == "stopped" else None

@@ -164,6 +164,31 @@ def test_a_call_gets_the_trial_s_cwd_argv_environment_and_logs(
     assert same == {k: v for k, v in script["env"].items() if k not in PER_TRIAL_ENV}
 
 
+def _registered(runner: TrialRunner) -> list[int]:
+    return sorted(int(p.name) for p in runner.registry.folder.iterdir())
+
+
+def test_a_kept_process_leaves_the_registry_however_it_ends(
+    runner: TrialRunner, redis_client: redis.Redis
+) -> None:
+    """Registered while kept; gone from the registry when a GPU trial replaces it, when it died
+    between trials, and when the pool process closes its servers: no stale entry is left."""
+    first = _warm_server(runner, redis_client)
+    assert _registered(runner) == [first]
+    gpu = _task(redis_client, "gpu")
+    assert runner.run(gpu, devices=["0"]).status == "ok"  # in a fresh process, which then ends
+    assert read_probe(runner, gpu)["pid"] != first and not process_alive(first)
+    assert _registered(runner) == []
+    second = _warm_server(runner, redis_client)
+    assert _registered(runner) == [second]
+    os.kill(second, signal.SIGKILL)
+    until(lambda: not process_alive(second), 5)
+    _, probe = _next_trial(runner, redis_client, "death")
+    assert _registered(runner) == [probe["pid"]] != [second]
+    runner.forkservers.close()
+    assert _registered(runner) == []
+
+
 def test_successful_trials_share_one_process_and_its_module_state(
     runner: TrialRunner, redis_client: redis.Redis
 ) -> None:

@@ -4,6 +4,9 @@ a replaced pool gets a client of its own, and the connection still names itself 
 
 from __future__ import annotations
 
+import kombu.transport
+import kombu.transport.redis
+import pytest
 import redis
 from kombu import Connection
 
@@ -12,7 +15,14 @@ from app.redis_transport import Channel, Transport, install
 QUEUE = "hpo-test-transport"
 
 
-def test_one_client_per_pool_and_messages_go_through(redis_url: str, redis_client: redis.Redis) -> None:
+def test_one_client_per_pool_and_messages_go_through(
+    redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # as in a process that made a Redis connection before install(): kombu cached its own class
+    monkeypatch.setitem(kombu.transport.TRANSPORT_ALIASES, "redis", "kombu.transport.redis:Transport")
+    monkeypatch.setattr(kombu.transport, "_transport_cache", {})
+    with Connection(redis_url) as before:
+        assert type(before.transport) is kombu.transport.redis.Transport
     install()
     with Connection(redis_url) as conn:
         assert isinstance(conn.transport, Transport) and conn.as_uri().startswith("redis://")
