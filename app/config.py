@@ -41,8 +41,8 @@ class Settings(BaseSettings):
     worker_python: str | None = None  # interpreter for trials; default: the worker's own
     # Start each slot's next subprocess trial interpreter ahead, while a trial runs (workers.prespawn).
     prespawn: bool = True
-    # Celery task events (received/succeeded) from the start. Off: they were half the worker main
-    # process's CPU per short trial; Flower turns them on (until the worker restarts) when it runs.
+    # Celery task events (received/succeeded) from the start. Off: they are a third of the worker
+    # main process's CPU per short trial; Flower turns them on (until the worker restarts) when it runs.
     worker_task_events: bool = False
     worker_gpus: str | None = None  # "0,1": GPU ids this worker pins trials to
     worker_slots: int = 1  # trials this worker runs at once (set by `hpo worker --slots`)

@@ -87,7 +87,7 @@ class Ran:
     outcome: Outcome
     started: float
     ended: float
-    made: tuple[str, Path, Path] | None = None  # (code id, its cache copy, config.json) when prepared
+    made: tuple[Path, Path] | None = None  # (the code's cache copy, its config.json) once prepared
 
 
 @dataclass
@@ -130,7 +130,7 @@ class TrialRunner:
         self._next_dir: tuple[str, Path] | None = None  # (code id, code): the next trial's directory
         self._claim_script = redis.register_script(CLAIM_SCRIPT)
         self._concluder: ThreadPoolExecutor | None = None  # see conclude_later
-        self._made: tuple[str, Path, Path] | None = None  # the current attempt's directory (Ran.made)
+        self._made: tuple[Path, Path] | None = None  # the current attempt's directory (Ran.made)
         self._kept: set[int] = set()  # kept function processes, registered in `registry` until closed
 
     # --- the whole attempt -----------------------------------------------------------
@@ -204,8 +204,8 @@ class TrialRunner:
         """The finished directory becomes the next trial's, when it can (workers.ready_dirs)."""
         if ran.made is None:
             return False
-        code_id, code, config_file = ran.made
-        return self.ready_dir.recycle(code_id, code, ran.result_dir, config_file)
+        code, config_file = ran.made
+        return self.ready_dir.recycle(ran.task.code.sha256, code, ran.result_dir, config_file)
 
     def conclude_later(self, ran: Ran) -> None:
         """Conclude on this runner's background thread, in order, so the slot takes its next task
@@ -263,7 +263,7 @@ class TrialRunner:
                 f"model main {task.main!r} not found in the code archive (files: {', '.join(found)})"
             )
         (cwd / "config.json").write_text(json.dumps(task.params, indent=1))
-        self._made = (task.code.sha256, code, cwd / "config.json")
+        self._made = (code, cwd / "config.json")
         log_dir = result_dir / "log"
         log_dir.mkdir(parents=True, exist_ok=True)
         ckpt = checkpoint_dir(self.settings, task.experiment, task.checkpoint_key, result_dir)

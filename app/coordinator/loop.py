@@ -377,13 +377,9 @@ class Coordinator:
         try:  # until the commit, a failure hands the whole batch out again (a replay is harmless)
             blobs = dict(zip(keys, self.redis.mget(keys), strict=True)) if keys else {}
             plan = [
-                (
-                    d,
-                    None
-                    if _ends_here(d.event, ended)
-                    else self._op(d.event, by_name.get(d.event.experiment), blobs),
-                )
+                (d, self._op(d.event, by_name.get(d.event.experiment), blobs))
                 for d in deliveries
+                if not _ends_here(d.event, ended)
             ]
             applied = iter(self.writer.apply([op for _, op in plan if op is not None]))
         except Exception:
