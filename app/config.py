@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     # for the coordinator; only while the workers serving the queue have no more slots than
     # maxParalleNum (then the extra trials cannot run at the same time). 0: off.
     lookahead: int = 1
+    # Short CPU trials go out several to a Celery task, sized to run about bundle_target_s together
+    # (app.coordinator.bundling); bundle_max 1: one trial per task always.
+    bundle_target_s: float = 0.2
+    bundle_max: int = 8
     poll_interval_s: float = 0.5
     ask_processes: int = 1
     plugin_timeout_s: float = 60.0  # a plugin's search() must answer within this

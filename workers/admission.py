@@ -42,9 +42,13 @@ def allocator_for(settings: Any) -> GpuAllocator | None:
 
 
 def _task_fields(request: Any) -> dict[str, Any]:
-    """The TrialTask fields of a run_trial request (sent as kwargs["task"])."""
+    """The TrialTask fields of a run_trial request (sent as kwargs["task"]); of a run_trials bundle
+    (short CPU trials, kwargs["tasks"]), its first trial's."""
     try:
-        task = (request.kwargs or {}).get("task")
+        kwargs = request.kwargs or {}
+        task = kwargs.get("task")
+        if task is None and kwargs.get("tasks"):
+            task = kwargs["tasks"][0]
         if task is None and request.args:
             task = request.args[0]
         return dict(task) if isinstance(task, dict) else {}

@@ -69,12 +69,30 @@ REFILL_AFTER_S = 0.05  # the next trial's spare interpreter and directory are ma
 CLAIM_SCRIPT = """
 redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local current = redis.call('GET', KEYS[3])
-if current and tonumber(current) > tonumber(ARGV[3]) then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 or (current and tonumber(current) > tonumber(ARGV[3])) then
+  redis.call('DEL', KEYS[4])  -- ours, reserved with its bundle, but it is not to run
+  return 0
+end
 redis.call('SET', KEYS[4], ARGV[4], 'EX', ARGV[5])
 redis.call('XADD', KEYS[5], '*', 'e', ARGV[6])
 return 1
+"""
+
+# A bundle's trials (KEYS: claim, lease of each), taken for this delivery (ARGV[1]) before the first
+# runs: a worker that dies holding them leaves claimed trials whose leases lapse, which the
+# coordinator runs again, instead of trials that wait in no queue. Each still starts through
+# CLAIM_SCRIPT, which accepts its own token. Returns how many were taken.
+RESERVE_SCRIPT = """
+local taken = 0
+for i = 1, #KEYS, 2 do
+  redis.call('SET', KEYS[i], ARGV[1], 'NX', 'EX', ARGV[2])
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    redis.call('SET', KEYS[i + 1], ARGV[3], 'EX', ARGV[4])
+    taken = taken + 1
+  end
+end
+return taken
 """
 
 
@@ -129,6 +147,8 @@ class TrialRunner:
         self.ready_dir = ReadyDir(self.results_fs / ".ready", discard_dir=self.trash.discard)
         self._next_dir: tuple[str, Path] | None = None  # (code id, code): the next trial's directory
         self._claim_script = redis.register_script(CLAIM_SCRIPT)
+        self._reserve_script = redis.register_script(RESERVE_SCRIPT)
+        self._waiting: list[TrialTask] = []  # reserved trials of the running bundle, not started yet
         self._concluder: ThreadPoolExecutor | None = None  # see conclude_later
         self._made: tuple[Path, Path] | None = None  # the current attempt's directory (Ran.made)
         self._kept: set[int] = set()  # kept function processes, registered in `registry` until closed
@@ -147,19 +167,34 @@ class TrialRunner:
         ran = self.attempt(task, devices, on_spawn)
         return None if ran is None else self.conclude(ran)
 
+    def new_token(self) -> str:
+        """A delivery's claim token: a redelivered copy of the task has another."""
+        return f"{self.worker}:{uuid.uuid4().hex}"
+
+    def reserve(self, tasks: list[TrialTask], token: str) -> None:
+        """Claim a bundle's trials for this delivery before the first runs (RESERVE_SCRIPT); their
+        leases are renewed with the running trial's until each starts (`attempt` with `token`)."""
+        keys: list[str] = []
+        for t in tasks:
+            keys += [claim_key(t.exec_id, t.attempt), lease_key(t.exec_id, t.attempt)]
+        args = [token, CLAIM_TTL_S, self.worker, self._lease_ttl]
+        self._retrying(lambda: self._reserve_script(keys=keys, args=args), "bundle reservation")
+        self._waiting = list(tasks)
+
     def attempt(
         self,
         task: TrialTask,
         devices: list[str] | None = None,
         on_spawn: Callable[[int], None] | None = None,
+        token: str | None = None,
     ) -> Ran | None:
-        """Claim the attempt, announce it and run its process to the end; None when it was not ours.
-        Its `finished` event is what `conclude` (now or on the background thread) publishes."""
+        """Claim the attempt (with `token`: as reserved with its bundle), announce it and run its
+        process to the end; None when it was not ours. Its `finished` event is what `conclude`
+        (now or on the background thread) publishes."""
         self._devices = list(devices or [])
         self._on_spawn = on_spawn
-        token = self._token = (
-            f"{self.worker}:{uuid.uuid4().hex}"  # this delivery; a redelivered copy has another
-        )
+        self._waiting = [t for t in self._waiting if t.exec_id != task.exec_id] if token else []
+        token = self._token = token or self.new_token()
         started = time.time()
         if not self._retrying(lambda: self._claim(task, token, started), "claim"):
             return None  # not ours, cancelled or superseded (see _claim)
@@ -483,6 +518,8 @@ class TrialRunner:
         with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(lease_key(task.exec_id, task.attempt), self.worker, ex=self._lease_ttl)
             pipe.set(claim_key(task.exec_id, task.attempt), self._token, ex=CLAIM_TTL_S)
+            for waiting in self._waiting:  # the bundle's reserved trials behind this one
+                pipe.set(lease_key(waiting.exec_id, waiting.attempt), self.worker, ex=self._lease_ttl)
             pipe.execute()
         return self._superseded(task)
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from celery.signals import worker_process_init, worker_process_shutdown
 
-from app.keys import RUN_TRIAL_TASK, queue_gpus
+from app.keys import RUN_TRIAL_TASK, RUN_TRIALS_TASK, queue_gpus
 from app.messages import TrialTask
 from workers.celery_app import app
 from workers.runner import Ran, TrialRunner
@@ -33,13 +33,26 @@ def _drain_slot(**_: Any) -> None:
 
 @app.task(name=RUN_TRIAL_TASK, bind=True, acks_late=True, ignore_result=True)
 def run_trial(self: Any, task: dict[str, Any]) -> str | None:
-    trial = TrialTask.model_validate(task)
-    runner = current_runner(self.request.hostname)
+    return _run(self.request, TrialTask.model_validate(task))
+
+
+@app.task(name=RUN_TRIALS_TASK, bind=True, acks_late=True, ignore_result=True)
+def run_trials(self: Any, tasks: list[dict[str, Any]]) -> list[str | None]:
+    """A bundle of short trials (app.coordinator.bundling), one after another on this slot. Each is
+    claimed on its own, so a redelivered bundle runs only the trials nobody took."""
+    trials = [TrialTask.model_validate(t) for t in tasks]
+    token = current_runner(self.request.hostname).new_token()
+    current_runner(self.request.hostname).reserve(trials, token)
+    return [_run(self.request, trial, token) for trial in trials]
+
+
+def _run(request: Any, trial: TrialTask, token: str | None = None) -> str | None:
+    runner = current_runner(request.hostname)
     allocator = current_allocator()
-    queue = (self.request.delivery_info or {}).get("routing_key") or ""
+    queue = (request.delivery_info or {}).get("routing_key") or ""
     if allocator is None or trial.gpus <= 0 or queue_gpus(queue) == 0:  # a CPU slot (`--cpu` runs)
-        return _conclude(runner, runner.attempt(trial))
-    task_id = self.request.id
+        return _conclude(runner, runner.attempt(trial, token=token))
+    task_id = request.id
     devices, ours = wait_for_gpus(allocator, task_id, trial.gpus)
     if not ours:  # a redelivered copy of an attempt running here: its claim stops it; keep the grant
         return _conclude(runner, runner.attempt(trial, devices=devices))

@@ -11,7 +11,16 @@ from typing import Any
 
 from celery import Celery
 
-from app.keys import RUN_TRIAL_TASK, checkpoint_key, code_key, current_attempt_key, encode_stop, stop_key
+from app.coordinator.bundling import bundles
+from app.keys import (
+    RUN_TRIAL_TASK,
+    RUN_TRIALS_TASK,
+    checkpoint_key,
+    code_key,
+    current_attempt_key,
+    encode_stop,
+    stop_key,
+)
 from app.messages import CodeRef, TrialTask
 from app.spec.model import ExperimentSpec
 from app.store.models import Experiment, Trial
@@ -86,6 +95,13 @@ def task_summary(task: TrialTask, max_chars: int = SUMMARY_MAX_CHARS) -> str:
     return text if len(text) <= max_chars else text[: max_chars - 3] + "..."
 
 
+def bundle_summary(group: Sequence[TrialTask], max_chars: int = SUMMARY_MAX_CHARS) -> str:
+    """Flower's view of a bundle: its experiment and trial numbers."""
+    numbers = ", ".join(str(t.number) for t in group)
+    text = repr({"experiment": group[0].experiment, "trials": f"[{numbers}]"})
+    return text if len(text) <= max_chars else text[: max_chars - 3] + "..."
+
+
 class Publisher:
     def __init__(self, celery_app: Celery, redis: Any, store: Store, *, code_check_s: float = 1.0) -> None:
         self.celery = celery_app
@@ -126,8 +142,13 @@ class Publisher:
         if keys:
             self.redis.delete(*keys)
 
-    def publish(self, tasks: Sequence[TrialTask], queue: str) -> None:
-        retries = [t for t in tasks if t.attempt > 1]
+    def publish(self, tasks: Sequence[TrialTask], queue: str, *, bundle: int = 1) -> None:
+        """One message per trial, or per group of up to `bundle` trials (app.coordinator.bundling)."""
+        self.publish_groups(bundles(tasks, bundle), queue)
+
+    def publish_groups(self, groups: Sequence[Sequence[TrialTask]], queue: str) -> None:
+        """One message per group: run_trial for a single trial, run_trials for a bundle."""
+        retries = [t for group in groups for t in group if t.attempt > 1]
         if retries:  # workers still running an older attempt stop when they see this
             with self.redis.pipeline(transaction=False) as pipe:
                 for t in retries:
@@ -136,27 +157,36 @@ class Publisher:
         with self.celery.producer_or_acquire() as producer:
             # kombu >= 5.7: the messages and their task-sent events go out in one pipeline
             batch = getattr(producer, "batch", None)
-            if batch is not None and tasks:
+            if batch is not None and groups:
                 try:
                     with batch():
-                        for task in tasks:
-                            self._send(producer, task, queue)
+                        for group in groups:
+                            self._send(producer, group, queue)
                     return
                 except Exception as exc:  # a copy that did go out is harmless: its claim stops it
-                    log.warning("batched publish of %d tasks failed (%s); one by one now", len(tasks), exc)
-            for task in tasks:  # with Celery's own retries on a broker hiccup
-                self._send(producer, task, queue)
+                    log.warning("batched publish of %d tasks failed (%s); one by one now", len(groups), exc)
+            for group in groups:  # with Celery's own retries on a broker hiccup
+                self._send(producer, group, queue)
 
-    def _send(self, producer: Any, task: TrialTask, queue: str) -> None:
-        """One run_trial message (and its task-sent event, for Flower) through `producer`."""
+    def _send(self, producer: Any, group: Sequence[TrialTask], queue: str) -> None:
+        """One run_trial message, or a run_trials message for a bundle (and its task-sent event,
+        for Flower) through `producer`."""
+        first = group[0]
+        if len(group) == 1:
+            name, kwargs = RUN_TRIAL_TASK, {"task": first.model_dump(mode="json")}
+            task_id, summary = f"{first.exec_id}.{first.attempt}", task_summary(first)
+        else:
+            name, kwargs = RUN_TRIALS_TASK, {"tasks": [t.model_dump(mode="json") for t in group]}
+            task_id = f"{first.exec_id}.{first.attempt}+{len(group) - 1}"
+            summary = bundle_summary(group)
         self.celery.send_task(
-            RUN_TRIAL_TASK,
-            kwargs={"task": task.model_dump(mode="json")},
+            name,
+            kwargs=kwargs,
             queue=queue,
-            task_id=f"{task.exec_id}.{task.attempt}",
+            task_id=task_id,
             producer=producer,
             ignore_result=True,
-            kwargsrepr=task_summary(task),
+            kwargsrepr=summary,
         )
 
     def stop_trials(

@@ -26,6 +26,7 @@ from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 
 from app.config import Settings
 from app.coordinator.asker import Asker
+from app.coordinator.bundling import BundleSizer, bundles
 from app.coordinator.coverage import QueueCoverage
 from app.coordinator.dispatch import Publisher, build_task
 from app.coordinator.leases import LeaseKeeper
@@ -221,7 +222,10 @@ class Coordinator:
             self.store.finish_experiment(exp.id, ExperimentState.FAILED, f"optimizer error: {exc}")
             return
         started_at = (exp.started_at or utcnow()).timestamp()
-        rt = ExperimentRuntime(experiment=exp, spec=spec, optimizer=optimizer, started_at=started_at)
+        bundler = BundleSizer(target_s=self.settings.bundle_target_s, max_size=self.settings.bundle_max)
+        rt = ExperimentRuntime(
+            experiment=exp, spec=spec, optimizer=optimizer, started_at=started_at, bundler=bundler
+        )
         trials = self.store.trials(exp.id)
         optimizer.mark_proposed([t.params for t in trials])
         rt.created = len(trials)
@@ -469,6 +473,8 @@ class Coordinator:
             rt.scheduler.on_complete(event.trial_id)
             rt.fed.pop(event.trial_id, None)
         rt.early_stopping.pop(event.trial_id, None)
+        if event.started_at is not None and event.ended_at is not None and event.status == "ok":
+            rt.bundler.observe(event.ended_at - event.started_at)
         tells.setdefault(rt.id, []).append(rt.observe(trial, op.outcome.state, op.outcome.objective))
 
     def _schedule(self, rt: ExperimentRuntime, trial: Trial, points: list[dict[str, Any]]) -> None:
@@ -525,8 +531,14 @@ class Coordinator:
         assert rt.experiment.code_hash is not None
         code = self.publisher.ensure_code(rt.experiment.code_hash)
         resource = rt.optimizer.resource_name
-        tasks = [build_task(rt.experiment, rt.spec, t, code, resource) for t in trials]
-        self.publisher.publish(tasks, rt.experiment.queue)
+        groups = bundles(trials, rt.bundle)
+        for group in groups:
+            if len(group) > 1:
+                rt.sent_together([t.id for t in group])
+            else:  # e.g. a new attempt of a trial that was in a bundle
+                rt.bundle_of.pop(group[0].id, None)
+        tasks = [[build_task(rt.experiment, rt.spec, t, code, resource) for t in group] for group in groups]
+        self.publisher.publish_groups(tasks, rt.experiment.queue)
 
     # --- limits and the end --------------------------------------------------------------
     def _advance(self, rt: ExperimentRuntime, now: float) -> None:

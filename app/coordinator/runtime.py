@@ -8,6 +8,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
+from app.coordinator.bundling import BundleSizer
 from app.optimizers import Observation, Optimizer
 from app.schedulers import Scheduler
 from app.space import Config
@@ -49,6 +50,16 @@ class ExperimentRuntime:
     stopping: str | None = None  # "stop" | "force" once a stop was requested
     failure: str | None = None  # set when the experiment must end FAILED (e.g. optimizer error)
     lookahead: int = 0  # trials kept queued beyond max_parallel (see Settings.lookahead)
+    bundler: BundleSizer = field(default_factory=lambda: BundleSizer(max_size=1))
+    bundle_of: dict[int, int] = field(default_factory=dict)  # trial id -> its bundle (none: alone)
+    bundles_sent: int = 0
+
+    @property
+    def bundle(self) -> int:
+        """Trials per Celery task (app.coordinator.bundling): never for GPU trials or synchronous batches."""
+        if self.spec.resources.gpus > 0 or self.spec.limits.sync_batches:
+            return 1
+        return self.bundler.size
 
     @property
     def id(self) -> int:
@@ -81,10 +92,24 @@ class ExperimentRuntime:
             return 0
         if self.spec.limits.sync_batches and self.in_flight:
             return 0
-        free = self.spec.limits.max_parallel + self.lookahead - len(self.in_flight)
+        free = (self.spec.limits.max_parallel + self.lookahead - self.tasks_in_flight) * self.bundle
         if self.budget_left is not None:
             free = min(free, self.budget_left)
         return max(free, 0)
+
+    @property
+    def tasks_in_flight(self) -> int:
+        """Celery tasks with a trial still queued or running: a bundle holds its slot until its last
+        trial ends, so bundles, not trials, count against max_parallel."""
+        if not self.bundle_of:
+            return len(self.in_flight)
+        return len({self.bundle_of.get(tid, -tid) for tid in self.in_flight})
+
+    def sent_together(self, trial_ids: list[int]) -> None:
+        """These trials went out as one bundle."""
+        self.bundles_sent += 1
+        for tid in trial_ids:
+            self.bundle_of[tid] = self.bundles_sent
 
     def allow_lookahead(self, wanted: int, queue_slots: int) -> None:
         """Queue `wanted` trials ahead only while the queue's `queue_slots` slots (0: unknown) cannot
@@ -118,6 +143,7 @@ class ExperimentRuntime:
     def observe(self, trial: Trial, state: str, objective: float | None) -> Observation:
         """Account for a finished attempt; returns what to tell the optimizer."""
         config = self.in_flight.pop(trial.id, trial).params  # type: ignore[arg-type]
+        self.bundle_of.pop(trial.id, None)  # type: ignore[arg-type]
         self.wait_for_result = False
         if state == TrialState.FINISHED:
             self.counts.finished += 1

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 
+import pytest
+
 from app.coordinator.runtime import ExperimentRuntime
 from app.optimizers.random_search import RandomSearch
 from app.optimizers.settings import RandomSettings
+from app.spec.model import ResourceRequest
 from app.store.models import Experiment, Trial, TrialState
 from tests.helpers import quad_spec
 
@@ -90,3 +93,46 @@ def test_observe_tracks_best_in_the_objective_direction() -> None:
     assert rt.observe(failed, TrialState.FAILED, None).loss is None
     assert rt.best_value == 0.9 and rt.best_trial_id == 1
     assert rt.counts.finished == 3 and rt.counts.failed == 1 and not rt.in_flight
+
+
+def _short_trials(rt: ExperimentRuntime, seconds: float = 0.01) -> None:
+    rt.bundler.max_size, rt.bundler.target_s = 8, 0.2
+    rt.bundler.observe(seconds)
+
+
+def test_short_trials_go_out_in_whole_bundles_and_bundles_count_against_max_parallel() -> None:
+    rt = _rt(max_trials=100, max_parallel=2)
+    rt.allow_lookahead(1, 2)
+    assert rt.bundle == 1 and rt.wanted(1000.0) == 3  # nothing measured yet
+    _short_trials(rt)
+    assert rt.bundle == 8
+    assert rt.wanted(1000.0) == 24  # (max_parallel + lookahead) bundles
+    rt.in_flight = {i: _trial(i) for i in range(24)}
+    rt.created = 24
+    for start in (0, 8, 16):
+        rt.sent_together(list(range(start, start + 8)))
+    assert rt.tasks_in_flight == 3 and rt.wanted(1000.0) == 0
+    for i in range(4, 16):  # half of the first bundle and all of the second ended
+        rt.observe(rt.in_flight[i], TrialState.FINISHED, 1.0)
+    assert rt.tasks_in_flight == 2  # a bundle holds its slot until its last trial ends
+    assert rt.wanted(1000.0) == 8
+    rt.in_flight[90] = _trial(90)  # a trial sent alone (a new attempt) is a task of its own
+    assert rt.tasks_in_flight == 3 and rt.wanted(1000.0) == 0
+
+
+def test_the_last_bundle_of_the_budget_may_be_partial() -> None:
+    rt = _rt(max_trials=30, max_parallel=2)
+    _short_trials(rt)
+    rt.in_flight = {i: _trial(i) for i in range(8)}
+    rt.sent_together(list(range(8)))
+    rt.created = 27
+    assert rt.wanted(1000.0) == 3  # one bundle's room, 3 trials of the budget left
+
+
+@pytest.mark.parametrize("kind", ["gpus", "sync"])
+def test_gpu_trials_and_synchronous_batches_are_never_bundled(kind: str) -> None:
+    rt = _rt(max_trials=100, max_parallel=2, sync_batches=kind == "sync")
+    if kind == "gpus":
+        rt.spec = rt.spec.with_resources(ResourceRequest(gpus=1))
+    _short_trials(rt)
+    assert rt.bundle == 1 and rt.wanted(1000.0) == 2
