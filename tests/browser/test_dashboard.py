@@ -76,11 +76,15 @@ def test_watch_a_running_experiment(browser: Any, live_server: LiveServer, runni
     assert _js(browser, "return window.__sameDocument === true")
     assert browser.find_elements(By.CSS_SELECTOR, "#history .main-svg")  # plotly really drew it
 
-    finished = _until(
-        "a finished trial row",
-        lambda: [r for r in rows() if r.find_elements(By.TAG_NAME, "td")[1].text == "FINISHED"],
-    )
-    finished[0].click()
+    def open_finished() -> bool:
+        """Find a finished row and click it in one go: the table re-renders every 400 ms, and a
+        row found in one render is stale in the next (retried by _until)."""
+        finished = [r for r in rows() if r.find_elements(By.TAG_NAME, "td")[1].text == "FINISHED"]
+        if finished:
+            finished[0].click()
+        return bool(finished)
+
+    _until("a finished trial row, clicked", open_finished)
     _until("the trial's log", lambda: "config" in browser.find_element(By.ID, "log-text").text)
     state = lambda: browser.find_element(By.ID, "exp-state").text  # noqa: E731
     _until("the experiment to finish", lambda: state() == "FINISHED", 120)
