@@ -9,9 +9,8 @@ import re
 
 KEY_PREFIX = "hpo"
 RUN_TRIAL_TASK = "hpo.run_trial"
-RUN_TRIALS_TASK = (
-    "hpo.run_trials"  # a bundle of short trials, run one after another (app.coordinator.bundling)
-)
+# a bundle of short trials, run one after another on one slot (app.coordinator.bundling)
+RUN_TRIALS_TASK = "hpo.run_trials"
 
 _TYPE_RE = re.compile(r"[^a-z0-9]+")
 

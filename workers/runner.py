@@ -82,14 +82,17 @@ return 1
 # A bundle's trials (KEYS: claim, lease of each), taken for this delivery (ARGV[1]) before the first
 # runs: a worker that dies holding them leaves claimed trials whose leases lapse, which the
 # coordinator runs again, instead of trials that wait in no queue. Each still starts through
-# CLAIM_SCRIPT, which accepts its own token. Returns how many were taken.
+# CLAIM_SCRIPT, which accepts its own token. Returns 1 for each trial taken, 0 for one held by
+# another delivery.
 RESERVE_SCRIPT = """
-local taken = 0
+local taken = {}
 for i = 1, #KEYS, 2 do
   redis.call('SET', KEYS[i], ARGV[1], 'NX', 'EX', ARGV[2])
   if redis.call('GET', KEYS[i]) == ARGV[1] then
     redis.call('SET', KEYS[i + 1], ARGV[3], 'EX', ARGV[4])
-    taken = taken + 1
+    taken[#taken + 1] = 1
+  else
+    taken[#taken + 1] = 0
   end
 end
 return taken
@@ -178,8 +181,9 @@ class TrialRunner:
         for t in tasks:
             keys += [claim_key(t.exec_id, t.attempt), lease_key(t.exec_id, t.attempt)]
         args = [token, CLAIM_TTL_S, self.worker, self._lease_ttl]
-        self._retrying(lambda: self._reserve_script(keys=keys, args=args), "bundle reservation")
-        self._waiting = list(tasks)
+        taken = self._retrying(lambda: self._reserve_script(keys=keys, args=args), "bundle reservation")
+        # only ours: the lease of a trial another delivery holds is that delivery's to keep or lose
+        self._waiting = [t for t, ours in zip(tasks, taken, strict=True) if ours]
 
     def attempt(
         self,

@@ -38,11 +38,13 @@ def run_trial(self: Any, task: dict[str, Any]) -> str | None:
 
 @app.task(name=RUN_TRIALS_TASK, bind=True, acks_late=True, ignore_result=True)
 def run_trials(self: Any, tasks: list[dict[str, Any]]) -> list[str | None]:
-    """A bundle of short trials (app.coordinator.bundling), one after another on this slot. Each is
-    claimed on its own, so a redelivered bundle runs only the trials nobody took."""
+    """A bundle of short trials (app.coordinator.bundling), one after another on this slot. All are
+    claimed for this delivery first (TrialRunner.reserve): a copy delivered again skips them, and if
+    this worker dies their leases lapse and the coordinator runs them again."""
     trials = [TrialTask.model_validate(t) for t in tasks]
-    token = current_runner(self.request.hostname).new_token()
-    current_runner(self.request.hostname).reserve(trials, token)
+    runner = current_runner(self.request.hostname)
+    token = runner.new_token()
+    runner.reserve(trials, token)
     return [_run(self.request, trial, token) for trial in trials]
 
 

@@ -6,8 +6,9 @@ two trials of a slot. For trials of a second or more that is noise; for trials o
 milliseconds it is most of the time. So once an experiment's trials are seen to be short, the
 coordinator sends them in bundles sized to run for about `target_s` together (at most
 `max_size`): a bundle is one message, its trials run one after another on the slot that took
-it, each claimed, recorded and reported on its own (a redelivered bundle runs only the trials
-nobody claimed). Trials with GPUs and synchronous batches are never bundled.
+it, each started, recorded and reported on its own. The slot claims all of a bundle's trials when
+it takes it, so if that worker dies their leases lapse and the coordinator runs them again
+(workers.runner RESERVE_SCRIPT). Trials with GPUs and synchronous batches are never bundled.
 
 Pure: the coordinator feeds it trial durations and asks for the size.
 """

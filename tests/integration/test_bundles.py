@@ -192,3 +192,18 @@ def test_a_reserved_trial_stopped_before_its_turn_is_skipped_and_its_lease_dropp
     assert runner.attempt(tasks[0], token=token) is not None
     assert runner.attempt(tasks[1], token=token) is None
     assert not redis_client.exists(lease_key(tasks[1].exec_id, 1))
+
+
+def test_a_trial_another_delivery_holds_is_left_alone_by_the_bundle(
+    runner: TrialRunner, redis_client: redis.Redis
+) -> None:
+    """Its lease is the other delivery's to keep or lose: this bundle neither sets nor renews it."""
+    tasks = _bundle(redis_client, 2, mode="sleep", sleep=0.8)
+    redis_client.set(claim_key(tasks[1].exec_id, 1), "another-delivery", ex=600)
+    token = runner.new_token()
+    runner.reserve(tasks, token)
+    assert redis_client.exists(lease_key(tasks[0].exec_id, 1))
+    assert not redis_client.exists(lease_key(tasks[1].exec_id, 1))
+    assert runner.attempt(tasks[0], token=token) is not None  # heartbeats every 0.2 s meanwhile
+    assert not redis_client.exists(lease_key(tasks[1].exec_id, 1))
+    assert runner.attempt(tasks[1], token=token) is None
