@@ -115,6 +115,42 @@ def test_a_killed_worker_s_trial_reruns_elsewhere_within_the_lease(
     assert store.experiment(exp.id).state == ExperimentState.FINISHED
 
 
+def test_a_worker_killed_holding_a_bundle_leaves_no_trial_behind(
+    store: Store, fast: Settings, workers: Callable[..., LocalWorker]
+) -> None:
+    """Short CPU trials go out in bundles (app.coordinator.bundling). A worker SIGKILLed while it
+    runs one, with trials waiting behind the running one, takes none of them along: they were
+    claimed when the bundle came, their leases lapse with the running trial's, and they run again
+    on the other worker. (Unclaimed, they would wait for a message nobody holds any more.)"""
+    url = "redis://127.0.0.1:6379/12"  # a broker of its own: the session's CPU worker takes nothing
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    try:
+        settings = fast.model_copy(update={"broker_url": url, "bundle_max": 4, "bundle_target_s": 30.0})
+        a = workers("bundle-a", "trials.cpu", url=url)
+        space = {"x": {"type": "float", "low": 0.0, "high": 1.0},
+                 "sleep": {"type": "categorical", "choices": [0.3]}}  # fmt: skip
+        exp = submit_quad(store, quad_spec(max_trials=12, max_parallel=1, space=space))
+        thread = _background(store, settings, [exp.id])
+        # trial 0 goes alone; then bundles of 4: 1-4 on the worker (2 running), 5-8 queued
+        _until(lambda: any(t.number == 2 and t.state == TrialState.RUNNING for t in store.trials(exp.id)))
+        os.killpg(a.proc.pid, signal.SIGKILL)
+        workers("bundle-b", "trials.cpu", url=url)
+        thread.join(timeout=120)
+        trials = store.trials(exp.id)
+        assert store.experiment(exp.id).state == ExperimentState.FINISHED  # type: ignore[union-attr]
+        assert [t.state for t in trials] == [TrialState.FINISHED] * 12
+        rerun = {t.number for t in trials if t.attempt == 2}
+        assert {2, 3, 4} <= rerun  # the running one and the two waiting behind it
+        for t in trials:
+            if t.number in (3, 4):
+                (record,) = store.attempt_records(t.id)  # type: ignore[arg-type]
+                assert record.state == "LOST" and record.attempt == 1
+    finally:
+        client.flushdb()
+        client.close()
+
+
 @pytest.mark.usefixtures("cpu_worker")
 def test_coordinator_killed_twice_during_40_trials(store: Store, tmp_path: Path, redis_url: str) -> None:
     space = {
