@@ -77,12 +77,19 @@ def test_watch_a_running_experiment(browser: Any, live_server: LiveServer, runni
     assert browser.find_elements(By.CSS_SELECTOR, "#history .main-svg")  # plotly really drew it
 
     def open_finished() -> bool:
-        """Find a finished row and click it in one go: the table re-renders every 400 ms, and a
-        row found in one render is stale in the next (retried by _until)."""
-        finished = [r for r in rows() if r.find_elements(By.TAG_NAME, "td")[1].text == "FINISHED"]
-        if finished:
-            finished[0].click()
-        return bool(finished)
+        """Find a finished row and click it in one script: the table re-renders every 400 ms, and
+        a row found through WebDriver (one round trip per cell) is stale by the time of the click
+        on a loaded machine."""
+        return bool(
+            _js(
+                browser,
+                """for (const row of document.querySelectorAll('#trial-table tbody tr')) {
+                     const cell = row.querySelectorAll('td')[1];
+                     if (cell && cell.textContent.trim() === 'FINISHED') { row.click(); return true; }
+                   }
+                   return false;""",
+            )
+        )
 
     _until("a finished trial row, clicked", open_finished)
     _until("the trial's log", lambda: "config" in browser.find_element(By.ID, "log-text").text)

@@ -17,6 +17,7 @@ import redis
 
 from app.config import Settings
 from tests.helpers import trial_dir, trial_task
+from workers import runner as runner_module
 from workers.ready_dirs import ReadyDir, make_trial_dir
 from workers.runner import TrialRunner
 
@@ -121,10 +122,13 @@ def _short_code(tmp_path: Path) -> Path:
 
 
 def test_a_short_trial_hands_its_directory_to_the_next_one_emptied_of_its_own_files(
-    tmp_path: Path, redis_url: str, redis_client: redis.Redis
+    tmp_path: Path, redis_url: str, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Trials that end before the next directory is made ahead: the finished one, its code copy
     untouched, becomes the next one's (renamed, not copied), without its results, logs or config."""
+    # "short" = done before the runner makes the next directory (REFILL_AFTER_S into the trial); a
+    # loaded machine can take longer than that to start an interpreter, so the test moves it out
+    monkeypatch.setattr(runner_module, "REFILL_AFTER_S", 30.0)
     settings = Settings(home=tmp_path / "home", broker_url=redis_url, prespawn=False)
     runner = TrialRunner(settings, redis_client, worker="ready/1")
     folder = _short_code(tmp_path)
