@@ -11,7 +11,6 @@ from typing import Any
 
 from celery import Celery
 
-from app.coordinator.bundling import bundles
 from app.keys import (
     RUN_TRIAL_TASK,
     RUN_TRIALS_TASK,
@@ -92,13 +91,16 @@ def task_summary(task: TrialTask, max_chars: int = SUMMARY_MAX_CHARS) -> str:
             "params": task.params,
         }
     )
-    return text if len(text) <= max_chars else text[: max_chars - 3] + "..."
+    return _clip(text, max_chars)
 
 
 def bundle_summary(group: Sequence[TrialTask], max_chars: int = SUMMARY_MAX_CHARS) -> str:
     """Flower's view of a bundle: its experiment and trial numbers."""
     numbers = ", ".join(str(t.number) for t in group)
-    text = repr({"experiment": group[0].experiment, "trials": f"[{numbers}]"})
+    return _clip(repr({"experiment": group[0].experiment, "trials": f"[{numbers}]"}), max_chars)
+
+
+def _clip(text: str, max_chars: int) -> str:
     return text if len(text) <= max_chars else text[: max_chars - 3] + "..."
 
 
@@ -142,9 +144,9 @@ class Publisher:
         if keys:
             self.redis.delete(*keys)
 
-    def publish(self, tasks: Sequence[TrialTask], queue: str, *, bundle: int = 1) -> None:
-        """One message per trial, or per group of up to `bundle` trials (app.coordinator.bundling)."""
-        self.publish_groups(bundles(tasks, bundle), queue)
+    def publish(self, tasks: Sequence[TrialTask], queue: str) -> None:
+        """One message per trial."""
+        self.publish_groups([[t] for t in tasks], queue)
 
     def publish_groups(self, groups: Sequence[Sequence[TrialTask]], queue: str) -> None:
         """One message per group: run_trial for a single trial, run_trials for a bundle."""

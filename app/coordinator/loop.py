@@ -26,7 +26,7 @@ from sqlalchemy.exc import OperationalError as SQLAlchemyOperationalError
 
 from app.config import Settings
 from app.coordinator.asker import Asker
-from app.coordinator.bundling import BundleSizer, bundles
+from app.coordinator.bundling import BundleSizer
 from app.coordinator.coverage import QueueCoverage
 from app.coordinator.dispatch import Publisher, build_task
 from app.coordinator.leases import LeaseKeeper
@@ -531,12 +531,7 @@ class Coordinator:
         assert rt.experiment.code_hash is not None
         code = self.publisher.ensure_code(rt.experiment.code_hash)
         resource = rt.optimizer.resource_name
-        groups = bundles(trials, rt.bundle)
-        for group in groups:
-            if len(group) > 1:
-                rt.sent_together([t.id for t in group])
-            else:  # e.g. a new attempt of a trial that was in a bundle
-                rt.bundle_of.pop(group[0].id, None)
+        groups = rt.grouped(trials)
         tasks = [[build_task(rt.experiment, rt.spec, t, code, resource) for t in group] for group in groups]
         self.publisher.publish_groups(tasks, rt.experiment.queue)
 

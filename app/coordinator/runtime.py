@@ -8,7 +8,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from app.coordinator.bundling import BundleSizer
+from app.coordinator.bundling import BundleSizer, bundles
 from app.optimizers import Observation, Optimizer
 from app.schedulers import Scheduler
 from app.space import Config
@@ -51,8 +51,7 @@ class ExperimentRuntime:
     failure: str | None = None  # set when the experiment must end FAILED (e.g. optimizer error)
     lookahead: int = 0  # trials kept queued beyond max_parallel (see Settings.lookahead)
     bundler: BundleSizer = field(default_factory=lambda: BundleSizer(max_size=1))
-    bundle_of: dict[int, int] = field(default_factory=dict)  # trial id -> its bundle (none: alone)
-    bundles_sent: int = 0
+    bundle_of: dict[int, int] = field(default_factory=dict)  # trial id -> its bundle's first (none: alone)
 
     @property
     def bundle(self) -> int:
@@ -103,13 +102,23 @@ class ExperimentRuntime:
         trial ends, so bundles, not trials, count against max_parallel."""
         if not self.bundle_of:
             return len(self.in_flight)
-        return len({self.bundle_of.get(tid, -tid) for tid in self.in_flight})
+        return len({self.bundle_of.get(tid, ~tid) for tid in self.in_flight})  # ~tid < 0: alone
 
     def sent_together(self, trial_ids: list[int]) -> None:
-        """These trials went out as one bundle."""
-        self.bundles_sent += 1
+        """These trials went out as one bundle (known by its first trial)."""
         for tid in trial_ids:
-            self.bundle_of[tid] = self.bundles_sent
+            self.bundle_of[tid] = trial_ids[0]
+
+    def grouped(self, trials: list[Trial]) -> list[list[Trial]]:
+        """`trials` in the groups they go out in (one Celery task each), remembered for
+        tasks_in_flight; a trial sent alone (e.g. a new attempt of a bundled one) is its own task."""
+        groups = bundles(trials, self.bundle)
+        for group in groups:
+            if len(group) > 1:
+                self.sent_together([t.id for t in group])  # type: ignore[misc]
+            else:
+                self.bundle_of.pop(group[0].id, None)  # type: ignore[arg-type]
+        return groups
 
     def allow_lookahead(self, wanted: int, queue_slots: int) -> None:
         """Queue `wanted` trials ahead only while the queue's `queue_slots` slots (0: unknown) cannot

@@ -90,7 +90,7 @@ def test_a_bundle_runs_only_the_trials_nobody_claimed(
     ]
     redis_client.set(claim_key(tasks[1].exec_id, 1), "another-delivery", ex=600)
     publisher = Publisher(make_celery(redis_url, include_tasks=False), redis_client, store)
-    publisher.publish(tasks, "trials.cpu", bundle=3)
+    publisher.publish_groups([tasks], "trials.cpu")
 
     def ended() -> bool:
         return {e.exec_id for e in _events(redis_client, name) if e.kind == "finished"} == {

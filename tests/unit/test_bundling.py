@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 
 from app.coordinator.bundling import BundleSizer, bundles
+from workers.admission import _task_fields
 
 
 def test_one_trial_per_task_until_a_trial_has_finished() -> None:
@@ -68,10 +71,6 @@ def test_groups_keep_the_order_and_are_as_even_as_can_be(n: int, size: int, leng
 
 def test_a_worker_lists_a_bundle_by_its_first_trial() -> None:
     """The fleet registry (`hpo workers`) reads a reserved request's trial from its kwargs."""
-    from types import SimpleNamespace
-
-    from workers.admission import _task_fields
-
     one = SimpleNamespace(kwargs={"task": {"exec_id": "e-1", "gpus": 0}}, args=())
     bundle = SimpleNamespace(kwargs={"tasks": [{"exec_id": "e-2"}, {"exec_id": "e-3"}]}, args=())
     other = SimpleNamespace(kwargs={}, args=())
