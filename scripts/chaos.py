@@ -54,6 +54,7 @@ from app.codepack import pack_directory  # noqa: E402
 from app.keys import EVENTS_GROUP, events_stream  # noqa: E402
 from app.services.experiments import submit  # noqa: E402
 from app.spec import parse_spec  # noqa: E402
+from app.store.artifacts import FileArtifactStore  # noqa: E402
 from app.store.db import ensure_schema, make_engine  # noqa: E402
 from app.store.models import Experiment, ExperimentState, Trial, TrialState  # noqa: E402
 from app.store.repository import Store  # noqa: E402
@@ -744,9 +745,9 @@ class Run:
 
     def _result_matches(self, t: Trial, current: list[Any]) -> list[str]:
         """The archived result directory is this execution's, with the stored points."""
-        path = self.home / "artifacts" / str(t.result_path)
+        data = FileArtifactStore(self.home / "artifacts").get_result(str(t.result_path)) or b""
         try:
-            with zipfile.ZipFile(io.BytesIO(path.read_bytes())) as zf:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
                 names = zf.namelist()
                 probe = json.loads(zf.read(next(n for n in names if n.endswith("probe.json"))))
                 vals = json.loads(zf.read(next(n for n in names if n.endswith("val_dict_list.json"))))

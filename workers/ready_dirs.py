@@ -11,12 +11,22 @@ one left by a process that died is removed by the next runner of the same worker
 A trial too short for that (it ended before the directory was made) hands its own directory on
 instead (`recycle`, after its results went out): when its code copy is exactly the cache's (same
 files, sizes, modification times and modes; only its config.json added), everything else in it
-(results, logs, checkpoints, the trial's own files) is deleted and the rest becomes the next
-trial's directory, so back-to-back short trials neither copy the code nor delete it again.
+(results, checkpoints, the trial's own files) is deleted and the rest becomes the next trial's
+directory, so back-to-back short trials neither copy the code nor delete it again.
+
+Files are reused, not made again, where that is safe: making a file (a new inode) costs 0.1 to
+0.8 ms of kernel CPU on the disks we measured, more than anything else a short trial's directory
+needs (docs/benchmarks.md). So a directory comes with empty `log/stdout` and `log/stderr` and, once
+known, an empty config.json where the trial's is written; a handed-on directory keeps its
+config.json (rewritten in place) and its log files, emptied, when no process still holds them
+open (a write lease, `unshared`, says so): a straggler of the finished trial writing to its log
+must never write into the next trial's, so a log file someone holds is replaced instead.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import stat
@@ -29,6 +39,7 @@ from workers.process import pid_alive
 from workers.results import CHECKPOINT_DIR, CODE_DIR
 
 EMPTY_DIRS = ("log", CHECKPOINT_DIR)
+LOG_FILES = ("stdout", "stderr")  # log/..., opened for appending by every way a trial starts
 Manifest = dict[str, tuple[int, int, int]]  # relative path -> (mode, size, mtime ns); dirs (mode, 0, 0)
 
 
@@ -52,11 +63,33 @@ def manifest(root: Path) -> Manifest | None:
     return out
 
 
-def make_trial_dir(code: Path, target: Path) -> None:
-    """`target` with a copy of `code` in `_submitted_code` and the empty folders a trial gets."""
+def make_trial_dir(code: Path, target: Path, config: str | None = None) -> bool:
+    """`target` with a copy of `code` in `_submitted_code`, the empty folders and log files a trial
+    gets and, with `config` (relative to the code), an empty config.json there. True when that
+    config.json is ours (the code has none there)."""
     shutil.copytree(code, target / CODE_DIR)
     for name in EMPTY_DIRS:
         (target / name).mkdir()
+    for name in LOG_FILES:
+        _touch(target / "log" / name)
+    return config is not None and _touch(target / CODE_DIR / config)
+
+
+def unshared(path: str | Path) -> bool:
+    """No process holds `path` open (Linux: a write lease is granted only then). False when that
+    cannot be told (another OS, a file system without leases, not our file)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+        fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+        return True
+    except (OSError, AttributeError):
+        return False
+    finally:
+        os.close(fd)
 
 
 class ReadyDir:
@@ -65,13 +98,15 @@ class ReadyDir:
     def __init__(self, folder: Path, discard_dir: Callable[[Path], None] | None = None) -> None:
         self.folder = folder
         self.discard_dir = discard_dir or (lambda path: shutil.rmtree(path, ignore_errors=True))
-        self._ready: tuple[str, Path] | None = None
+        # (code id, directory, the config.json in it we made or kept, relative to the code, or None)
+        self._ready: tuple[str, Path, str | None] | None = None
         self._swept = False
         self._lock = threading.Lock()  # `recycle` runs on the runner's background thread
         self._manifests: dict[Path, Manifest | None] = {}  # of code in the cache, which never changes
 
-    def make(self, code_id: str, code: Path) -> None:
-        """Have a directory of `code` ready (nothing to do when there is one)."""
+    def make(self, code_id: str, code: Path, config: str | None = None) -> None:
+        """Have a directory of `code` ready (nothing to do when there is one); `config`: where its
+        trial's config.json will be written, relative to the code."""
         with self._lock:
             if self._ready is not None:
                 if self._ready[0] == code_id:
@@ -79,18 +114,19 @@ class ReadyDir:
                 self._discard()
             target = self._target()
             try:
-                make_trial_dir(code, target)
+                ours = make_trial_dir(code, target, config)
             except OSError:
                 shutil.rmtree(target, ignore_errors=True)
                 return
-            self._ready = (code_id, target)
+            self._ready = (code_id, target, config if ours else None)
 
-    def take(self, code_id: str, result_dir: Path) -> bool:
-        """Move the ready directory to `result_dir` (which must not exist) if it holds `code_id`."""
+    def take(self, code_id: str, result_dir: Path, config: str | None = None) -> bool:
+        """Move the ready directory to `result_dir` (which must not exist) if it holds `code_id`;
+        `config`: where this trial's config.json goes (one made or kept elsewhere is removed)."""
         with self._lock:
             if self._ready is None or self._ready[0] != code_id:
                 return False
-            _, path = self._ready
+            _, path, made = self._ready
             self._ready = None
         try:
             result_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -98,6 +134,8 @@ class ReadyDir:
         except OSError:
             shutil.rmtree(path, ignore_errors=True)
             return False
+        if made is not None and made != config:
+            _unlink(result_dir / CODE_DIR / made)
         return True
 
     def recycle(self, code_id: str, code: Path, used: Path, config_file: Path | None) -> bool:
@@ -115,24 +153,33 @@ class ReadyDir:
                 given = str(config_file.relative_to(used / CODE_DIR)) if config_file is not None else None
                 if wanted is None or not _same_code(used / CODE_DIR, wanted, given):
                     return False
-                if given is not None and given not in wanted:
-                    _unlink(used / CODE_DIR / given)
+                kept = given if given is not None and given not in wanted else None  # rewritten in place
                 for entry in os.scandir(used):
                     if entry.name == CODE_DIR:
                         continue
                     if entry.name in EMPTY_DIRS and entry.is_dir(follow_symlinks=False):
-                        for inner in os.scandir(entry.path):  # not emptied in place: a straggler
-                            self._delete(inner)  # still writing to its log writes nowhere
+                        for inner in os.scandir(entry.path):
+                            self._empty_or_delete(inner, keep=entry.name == "log" and inner.name in LOG_FILES)
                     else:
                         self._delete(entry)
                 for name in EMPTY_DIRS:
                     (used / name).mkdir(exist_ok=True)
+                for name in LOG_FILES:
+                    _touch(used / "log" / name)
                 target = self._target()
                 os.rename(used, target)
             except (OSError, ValueError):
                 return False
-            self._ready = (code_id, target)
+            self._ready = (code_id, target, kept)
             return True
+
+    def _empty_or_delete(self, entry: os.DirEntry[str], keep: bool) -> None:
+        """A log file nobody holds open is emptied and kept; anything else goes (a straggler still
+        writing to its log then writes to a file no trial sees)."""
+        if keep and entry.is_file(follow_symlinks=False) and unshared(entry.path):
+            os.truncate(entry.path, 0)
+        else:
+            self._delete(entry)
 
     def _delete(self, entry: os.DirEntry[str]) -> None:
         if entry.is_dir(follow_symlinks=False):
@@ -184,3 +231,11 @@ def _unlink(path: Path) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
+
+
+def _touch(path: Path) -> bool:
+    """Make an empty file; False when there is one (or no folder for it)."""
+    with contextlib.suppress(OSError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        return True
+    return False

@@ -148,7 +148,8 @@ class TrialRunner:
         self._spares: Spares | None = None
         self._refill: str | None = None  # a spare to start (for this interpreter) while the trial runs
         self.ready_dir = ReadyDir(self.results_fs / ".ready", discard_dir=self.trash.discard)
-        self._next_dir: tuple[str, Path] | None = None  # (code id, code): the next trial's directory
+        # (code id, code, its config.json's place in it): the next trial's directory
+        self._next_dir: tuple[str, Path, str] | None = None
         self._claim_script = redis.register_script(CLAIM_SCRIPT)
         self._reserve_script = redis.register_script(RESERVE_SCRIPT)
         self._waiting: list[TrialTask] = []  # reserved trials of the running bundle, not started yet
@@ -286,16 +287,12 @@ class TrialRunner:
             shutil.rmtree(result_dir)
         code_root = result_dir / CODE_DIR
         code = self._retrying(lambda: fetch_code(self.redis, task.code, self.cache_dir), "code fetch")
-        if not self.ready_dir.take(task.code.sha256, result_dir):  # made while the last trial ran
+        folder = _model_folder(code, task.model_dir)  # the copy's layout is the cache's
+        config = os.path.join(folder, "config.json")
+        if not self.ready_dir.take(task.code.sha256, result_dir, config):  # made while the last trial ran
             shutil.copytree(code, code_root)
-        self._next_dir = (task.code.sha256, code)
-        cwd = code_root
-        if task.model_dir and (code_root / task.model_dir).is_dir():
-            cwd = code_root / task.model_dir
-        else:
-            entries = [p for p in code_root.iterdir()]
-            if len(entries) == 1 and entries[0].is_dir():
-                cwd = entries[0]
+        self._next_dir = (task.code.sha256, code, config)
+        cwd = code_root / folder
         if not (cwd / task.main).is_file():
             found = sorted(str(p.relative_to(code_root)) for p in code_root.rglob("*") if p.is_file())[:20]
             raise CodeUnavailable(
@@ -333,7 +330,7 @@ class TrialRunner:
             extra=task.env,
             threads=cpu_count() // self.slots,
         )
-        return cwd, env, code / cwd.relative_to(code_root)
+        return cwd, env, code / folder
 
     def _start(
         self, task: TrialTask, cwd: Path, env: dict[str, str], log_dir: Path, source_dir: Path
@@ -649,6 +646,20 @@ class TrialRunner:
                 pipe.set(result[0], result[1], ex=self.settings.result_ttl_s)
             publish_event(pipe, event)
             pipe.execute()
+
+
+@functools.lru_cache(maxsize=64)
+def _model_folder(code: Path, model_dir: str | None) -> str:
+    """The trial's working folder within its code ("" for the top): `model_dir` when the code has
+    it, else the one folder the code holds, if that is all it holds (code in the cache never
+    changes, so this is worked out once per code and model_dir)."""
+    if model_dir and (code / model_dir).is_dir():
+        folder = os.path.normpath(model_dir)
+        return "" if folder == "." else folder
+    entries = list(os.scandir(code))
+    if len(entries) == 1 and entries[0].is_dir():
+        return entries[0].name
+    return ""
 
 
 def launch_command(python: str, task: TrialTask, gpus: int) -> list[str]:

@@ -13,6 +13,7 @@ from app.config import Settings
 from app.schedulers import Decision
 from app.schedulers.asha import ASHA
 from app.spec.model import SchedulerSpec
+from app.store.artifacts import FileArtifactStore
 from app.store.models import TrialState
 from app.store.repository import Store
 from tests.helpers import FIXTURES, drive, quad_spec, submit_quad
@@ -77,7 +78,8 @@ def test_asha_in_parallel_keeps_slots_busy_and_leaves_no_process(store: Store, s
     assert max(gaps) < 2.0, gaps
     # the stopped trials' processes are gone
     for t in stopped:
-        zipped = zipfile.ZipFile(io.BytesIO((settings.artifacts_dir / t.result_path).read_bytes()))
+        data = FileArtifactStore(settings.artifacts_dir).get_result(t.result_path)
+        zipped = zipfile.ZipFile(io.BytesIO(data))
         assert not _alive(json.loads(zipped.read("probe.json"))["pid"])
     # the scheduler's resource reached the scripts through config.json
     assert all(len(store.metric_points(t.id)) == 9 for t in trials if t.state == TrialState.FINISHED)

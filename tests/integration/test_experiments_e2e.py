@@ -14,6 +14,7 @@ from app.config import Settings
 from app.local_workers import LocalWorker
 from app.optimizers import register
 from app.spec.model import Algorithm, ResourceRequest
+from app.store.artifacts import FileArtifactStore
 from app.store.models import ExperimentState, TrialState
 from app.store.repository import Store
 from tests.conftest import start_worker
@@ -200,7 +201,8 @@ def test_trial_sees_the_wmla_contract_and_none_of_our_settings(store: Store, set
     assert trial.state == TrialState.FINISHED
     assert trial.exec_id == f"{exp.name}-0"
     assert "config {'x': 0.25, 'c': 'b'}" in trial.stdout_tail
-    archive = zipfile.ZipFile(io.BytesIO((settings.artifacts_dir / trial.result_path).read_bytes()))
+    data = FileArtifactStore(settings.artifacts_dir).get_result(trial.result_path)
+    archive = zipfile.ZipFile(io.BytesIO(data))
     assert {"val_dict_list.json", "probe.json", "log/stdout", "log/stderr"} <= set(archive.namelist())
     assert not any(n.startswith("_submitted_code") for n in archive.namelist())
     probe = json.loads(archive.read("probe.json"))

@@ -25,6 +25,7 @@ from app.fleet import live_workers
 from app.keys import served_queues
 from app.local_workers import LocalWorker
 from app.spec import parse_spec
+from app.store.artifacts import FileArtifactStore
 from app.store.models import ExperimentState, TrialState
 from app.store.repository import Store
 from tests.conftest import start_worker
@@ -161,7 +162,8 @@ def test_a_two_gpu_trial_runs_the_ddp_example_under_torchrun(
     drive(store, gpu_settings, [exp.id], timeout_s=240)
     (trial,) = store.trials(exp.id)
     assert trial.state == TrialState.FINISHED, trial.reason
-    archive = zipfile.ZipFile(io.BytesIO((gpu_settings.artifacts_dir / trial.result_path).read_bytes()))
+    data = FileArtifactStore(gpu_settings.artifacts_dir).get_result(trial.result_path)
+    archive = zipfile.ZipFile(io.BytesIO(data))
     ddp = json.loads(next(archive.read(n) for n in archive.namelist() if n.endswith("ddp.json")))
     assert ddp["world_size"] == 2 and len(ddp["devices"]) == 2  # one process per GPU
     assert len(set(ddp["cuda_visible_devices"].split(","))) == 2

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from app.config import Settings
+from app.store.artifacts import FileArtifactStore
 from app.store.models import TrialState
 from app.store.repository import Store
 from tests.helpers import FIXTURES, drive, quad_spec, submit_quad
@@ -43,9 +44,9 @@ def test_first_bracket_promotes_the_best_and_rungs_resume(store: Store, settings
     assert trials[12].params["q"] == min(promoted)
     for t in trials[9:]:
         probe = json.loads(
-            zipfile.ZipFile(io.BytesIO((settings.artifacts_dir / t.result_path).read_bytes())).read(
-                "probe.json"
-            )
+            zipfile.ZipFile(
+                io.BytesIO(FileArtifactStore(settings.artifacts_dir).get_result(t.result_path))
+            ).read("probe.json")
         )
         previous = 1 if t.params["epochs"] == 3 else 3
         assert probe["resumed_from"] == previous, t.params  # continued from the shipped checkpoint

@@ -137,10 +137,16 @@ def test_a_short_trial_hands_its_directory_to_the_next_one_emptied_of_its_own_fi
     (ready,) = _ready(runner)  # the first trial's directory, handed on
     assert not trial_dir(runner, first).exists()
     assert sorted(p.name for p in ready.iterdir()) == ["_submitted_code", "checkpoint", "log"]
-    assert list((ready / "log").iterdir()) == [] and list((ready / "checkpoint").iterdir()) == []
+    logs = ready / "log"  # the log files are kept, emptied (no process holds them): no new inodes
+    assert sorted(p.name for p in logs.iterdir()) == ["stderr", "stdout"]
+    assert all(p.stat().st_size == 0 for p in logs.iterdir()) and list((ready / "checkpoint").iterdir()) == []
     code = ready / "_submitted_code" / "short"
-    assert sorted(str(p.relative_to(code)) for p in code.rglob("*")) == ["pkg", "pkg/data.txt", "train.py"]
+    assert sorted(str(p.relative_to(code)) for p in code.rglob("*")) == [
+        "config.json", "pkg", "pkg/data.txt", "train.py"
+    ]  # fmt: skip  # config.json stays, to be rewritten in place
     inode = code.stat().st_ino
+    kept = ("_submitted_code/short/config.json", "log/stdout", "log/stderr")
+    inodes = {name: (ready / name).stat().st_ino for name in kept}
 
     second = trial_task(redis_client, folder, f"recycle-b-{time.time_ns()}", params={"x": 2})
     event = runner.run(second.model_copy(update={"code": first.code}))
@@ -149,6 +155,7 @@ def test_a_short_trial_hands_its_directory_to_the_next_one_emptied_of_its_own_fi
     assert event.stderr_tail == "to stderr\n"
     (again,) = _ready(runner)  # the second trial ran in the first one's directory, and hands it on
     assert (again / "_submitted_code" / "short").stat().st_ino == inode
+    assert {name: (again / name).stat().st_ino for name in kept} == inodes
 
 
 def _finished(tmp_path: Path) -> tuple[ReadyDir, Path, Path, Path]:
@@ -195,10 +202,10 @@ def test_the_trial_s_own_files_outside_its_code_are_deleted_and_folders_discarde
     (used / "checkpoint" / "model.pt").write_text("w")
     assert ready.recycle("sha-1", code, used, config) and not used.exists()
     assert sorted(discarded) == ["log/tensorboard", "plots"]
-    assert ready.take("sha-1", tmp_path / "next")
+    assert ready.take("sha-1", tmp_path / "next")  # its config.json is not where this trial's goes: removed
     assert sorted(str(p.relative_to(tmp_path / "next")) for p in (tmp_path / "next").rglob("*")) == [
         "_submitted_code", "_submitted_code/pkg", "_submitted_code/pkg/data.txt", "_submitted_code/train.py",
-        "checkpoint", "log",
+        "checkpoint", "log", "log/stderr", "log/stdout",
     ]  # fmt: skip
 
 
@@ -209,8 +216,50 @@ def test_one_directory_is_ready_at_a_time_and_only_for_its_code(tmp_path: Path) 
     make_trial_dir(code, other)
     assert not ready.recycle("sha-1", code, other, None)  # one is ready already
     assert not ready.take("sha-2", tmp_path / "next")
-    assert ready.take("sha-1", tmp_path / "next")
+    assert ready.take("sha-1", tmp_path / "next")  # its config.json is not where this trial's goes: removed
     assert sorted(str(p.relative_to(tmp_path / "next")) for p in (tmp_path / "next").rglob("*")) == [
         "_submitted_code", "_submitted_code/pkg", "_submitted_code/pkg/data.txt", "_submitted_code/train.py",
-        "checkpoint", "log",
+        "checkpoint", "log", "log/stderr", "log/stdout",
     ]  # fmt: skip
+
+
+def test_a_log_file_a_process_still_holds_is_replaced_and_one_nobody_holds_is_emptied(tmp_path: Path) -> None:
+    """A straggler of the finished trial (here: a process with its stdout open) writes to a file no
+    later trial sees; the log file nobody holds is reused, emptied (no new inode)."""
+    ready, code, used, config = _finished(tmp_path)
+    (used / "log" / "stderr").write_text("err")
+    inodes = {name: (used / "log" / name).stat().st_ino for name in ("stdout", "stderr")}
+    straggler = subprocess.Popen(["sleep", "30"], stdout=(used / "log" / "stdout").open("a"))
+    try:
+        assert ready.recycle("sha-1", code, used, config)
+        assert ready.take("sha-1", tmp_path / "next", "config.json")
+        logs = tmp_path / "next" / "log"
+        assert (logs / "stderr").stat().st_ino == inodes["stderr"] and (logs / "stderr").read_text() == ""
+        assert (logs / "stdout").stat().st_ino != inodes["stdout"] and (logs / "stdout").read_text() == ""
+        os.write(os.open(f"/proc/{straggler.pid}/fd/1", os.O_WRONLY | os.O_APPEND), b"late line")
+        assert (logs / "stdout").read_text() == ""  # the straggler's line went to the old file
+    finally:
+        straggler.kill()
+        straggler.wait()
+
+
+def test_config_json_is_kept_in_place_for_a_trial_that_writes_it_there_and_only_then(tmp_path: Path) -> None:
+    ready, code, used, config = _finished(tmp_path)
+    inode = config.stat().st_ino
+    assert ready.recycle("sha-1", code, used, config)
+    assert ready.take("sha-1", tmp_path / "same", "config.json")
+    assert (tmp_path / "same" / "_submitted_code" / "config.json").stat().st_ino == inode
+
+    made = ReadyDir(tmp_path / "ready-2")  # made ahead: an empty config.json where the trial's goes
+    made.make("sha-1", code, "pkg/config.json")
+    assert made.take("sha-1", tmp_path / "there", "pkg/config.json")
+    assert (tmp_path / "there" / "_submitted_code" / "pkg" / "config.json").read_text() == ""
+    made.make("sha-1", code, "pkg/config.json")
+    assert made.take("sha-1", tmp_path / "elsewhere", "config.json")  # another model folder: removed
+    assert not (tmp_path / "elsewhere" / "_submitted_code" / "pkg" / "config.json").exists()
+
+    (code / "config.json").write_text('{"default": 1}')  # the code's own config.json is never removed
+    own = ReadyDir(tmp_path / "ready-3")
+    own.make("sha-2", code, "config.json")
+    assert own.take("sha-2", tmp_path / "own", "pkg/config.json")
+    assert (tmp_path / "own" / "_submitted_code" / "config.json").read_text() == '{"default": 1}'
