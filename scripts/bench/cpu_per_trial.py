@@ -20,7 +20,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench.service import run_ours  # noqa: E402
+from scripts.bench.machine import storage  # noqa: E402
+from scripts.bench.service import WORKDIR, run_ours  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -88,6 +89,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--mode", default="forkserver", choices=["subprocess", "forkserver", "function"])
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/9", help="flushed first")
+    parser.add_argument("--workdir", type=Path, default=WORKDIR, help="where the run's home is made")
     args = parser.parse_args()
     found = subprocess.run(["pgrep", "-f", "redis-server"], capture_output=True, text=True).stdout.split()
     redis_pid = int(found[0]) if found else None  # the first Redis server on the machine, if any
@@ -106,7 +108,7 @@ def main() -> int:
 
     redis.Redis.from_url(args.redis_url).flushdb()  # the benchmark's experiment names repeat: start clean
     run = run_ours(trials=args.trials, slots=2, sleep_s=0.0, redis_url=args.redis_url, mode=args.mode,
-                   progress=progress, after=at_end)  # fmt: skip
+                   progress=progress, after=at_end, workdir=args.workdir)  # fmt: skip
     n = args.trials
     totals: dict[str, float] = {}
     for pid, (label, (own, reaped)) in after.items():
@@ -120,6 +122,7 @@ def main() -> int:
     print(f"| all | {1000 * sum(totals.values()) / n:.2f} |")
     load = os.getloadavg()[0]
     print(f"(CPU time of the measured experiment only; {os.cpu_count()} cores, load {load:.2f})")
+    print(f"({storage(args.workdir)})")
     return 0
 
 

@@ -24,11 +24,18 @@ def section_body(path_text: str, key: str) -> str:
 
 
 def footer(
-    command: str, date: str, machine: str, load_before: str, load_after: str, wall_s: float, code: str = ""
+    command: str,
+    date: str,
+    machine: str,
+    load_before: str,
+    load_after: str,
+    wall_s: float,
+    code: str = "",
+    storage: str = "",
 ) -> str:
     return (
         f"Command: `{command}`  \n"
         f"Date: {date}{f', code at {code}' if code else ''}  \n"
         f"Machine: {machine}; load average (1/5/15 min) before {load_before}, after {load_after}; "
-        f"wall time {wall_s:.0f} s."
+        f"wall time {wall_s:.0f} s." + (f"  \nStorage: {storage}." if storage else "")
     )

@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
 from scripts.bench import machine  # noqa: E402
 from scripts.bench.docs import replace_section  # noqa: E402
 from scripts.bench.report import footer, replace_block, section_body  # noqa: E402
-from scripts.bench.service import MODES  # noqa: E402
+from scripts.bench.service import MODES, WORKDIR  # noqa: E402
 from scripts.bench.workloads import OVERHEAD_DEF, Config, Section, overhead, scale, throughput  # noqa: E402
 
 WORKLOADS = ("overhead", "throughput", "scale")
@@ -73,6 +73,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--scale-peer", action="store_true", help="also run Optuna at the scale workload's size"
     )
     parser.add_argument("--reps", type=int, default=20, help="API requests per route (scale)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=WORKDIR,
+        help=f"where each run's home (trial directories, SQLite, results) is made (default {WORKDIR})",
+    )
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args(argv)
     if args.trials is not None and args.workload == "all":
@@ -102,6 +108,7 @@ def run_workloads(args: argparse.Namespace, redis_url: str) -> list[tuple[str, S
         slots=args.slots,
         mode=args.mode,
         parallel=args.parallel,
+        workdir=args.workdir,
         flush=flush,
         log=lambda s: print(s, file=sys.stderr, flush=True),
     )
@@ -168,7 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     after = machine.loadavg()
     wall = time.monotonic() - started
     foot = footer(
-        command_line(argv), machine.now(), machine.describe(), before, after, wall, machine.code_version(ROOT)
+        command_line(argv),
+        machine.now(),
+        machine.describe(),
+        before,
+        after,
+        wall,
+        machine.code_version(ROOT),
+        machine.storage(args.workdir),
     )
     print(OVERHEAD_DEF + "\n\n" + foot)
     checks = [c for _, s in sections for c in s.checks]

@@ -28,6 +28,9 @@ from scripts.bench.machine import peak_rss_mb, rss_mb
 from scripts.bench.timing import Interval
 
 TRIALS_DIR = Path(__file__).resolve().parent / "trials"
+# Where a run's home (trial directories, SQLite, results) is made unless told: the temp folder.
+# What a new file costs there is part of what a trial costs (machine.storage reports it).
+WORKDIR = Path(tempfile.gettempdir())
 MAIN = "noop.py"
 FUNCTION_MAIN, FUNCTION = "noop_fn.py", "trial"  # mode function: the same trial as a function
 MODES = ("subprocess", "forkserver", "function")
@@ -132,12 +135,15 @@ def run_ours(
     parallel: int | None = None,
     after: Callable[[LocalStack, Experiment, Path], dict[str, Any]] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    workdir: Path = WORKDIR,
 ) -> OursRun:
-    """One measured experiment of `trials` trials on `slots` slots; `after` runs with the stack up."""
+    """One measured experiment of `trials` trials on `slots` slots, its home in a fresh folder under
+    `workdir`; `after` runs with the stack up."""
     parallel = parallel or slots
     check_mode(mode)
     code = pack_directory(TRIALS_DIR, "trials")
-    with tempfile.TemporaryDirectory(prefix="hpo-bench-") as tmp:
+    workdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="hpo-bench-", dir=workdir) as tmp:
         home = Path(tmp)
         settings = Settings(home=home, broker_url=redis_url)
         stack = LocalStack(settings, slots=slots, queues=["trials.cpu"], gpus=[])

@@ -21,7 +21,7 @@ import httpx
 
 from scripts.bench.machine import peak_rss_mb
 from scripts.bench.peer_optuna import PeerRun, run_optuna
-from scripts.bench.service import ModeUnsupported, OursRun, check_mode, finished_count, run_ours
+from scripts.bench.service import WORKDIR, ModeUnsupported, OursRun, check_mode, finished_count, run_ours
 from scripts.bench.timing import (
     RunStats,
     Summary,
@@ -53,6 +53,7 @@ class Config:
     slots: int = 2
     mode: str = "subprocess"
     parallel: int | None = None
+    workdir: Path = WORKDIR
     flush: Callable[[], None] = lambda: None
     log: Callable[[str], None] = print
 
@@ -91,6 +92,7 @@ def _ours(cfg: Config, trials: int, sleep_s: float, mode: str, **kw: Any) -> tup
         redis_url=cfg.redis_url,
         mode=mode,
         parallel=cfg.parallel,
+        workdir=cfg.workdir,
         **kw,
     )
     stats = run_stats(run.intervals, cfg.slots, run.t0, run.t1)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from scripts.bench.machine import file_create_us, storage
 from scripts.bench.report import footer, replace_block, section_body
 from scripts.bench.timing import (
     Interval,
@@ -135,3 +137,13 @@ def test_replace_block_keeps_other_blocks() -> None:
     assert "load average (1/5/15 min) before 1 2 3, after 4 5 6" in footer(
         "cmd", "d", "m", "1 2 3", "4 5 6", 9
     )
+    with_storage = footer("cmd", "d", "m", "1", "2", 9, "abc", "under /x: 12 µs of CPU per new file")
+    assert with_storage.endswith("Storage: under /x: 12 µs of CPU per new file.")
+    assert "code at abc" in with_storage
+
+
+def test_the_file_creation_probe_measures_in_a_fresh_folder_and_leaves_nothing(tmp_path: Path) -> None:
+    cost = file_create_us(tmp_path / "here", files=50)
+    assert math.isfinite(cost) and cost >= 0
+    assert list((tmp_path / "here").iterdir()) == []
+    assert storage(tmp_path).startswith(f"trial directories, SQLite and results under {tmp_path}: ")
