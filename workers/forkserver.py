@@ -94,6 +94,7 @@ class ForkServer:
         self._req = self._rep = -1
         self._buffer = b""
         self._exited: dict[int, int] = {}
+        self._results: dict[int, str] = {}  # a function call's val_dict_list.json text, by pid
         self._pending: set[int] = set()
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -195,6 +196,8 @@ class ForkServer:
         if "exited" in message:
             self._pending.discard(message["exited"])
             self._exited[message["exited"]] = int(message["code"])
+            if "results" in message:
+                self._results[message["exited"]] = str(message["results"])
         return message
 
     def spawn(self, request: dict[str, Any], tick: Callable[[], None] | None = None) -> int:
@@ -214,6 +217,7 @@ class ForkServer:
                 pid = int(reply["started"])
                 self._pending.add(pid)
                 self._exited.pop(pid, None)  # a function server's pid is every trial's
+                self._results.pop(pid, None)
                 return pid
             if "failed" in reply:
                 raise ForkServerError(str(reply["failed"]))
@@ -232,7 +236,11 @@ class ForkServer:
         return self._exited[pid]
 
     def forget(self, pid: int) -> None:
-        self._exited.pop(pid, None)
+        self._exited.pop(pid, None)  # its results stay until read (`results`) or its pid starts again
+
+    def results(self, pid: int) -> str | None:
+        """What a function call that ended sent back as val_dict_list.json's text, once."""
+        return self._results.pop(pid, None)
 
     def reap(self) -> None:
         """Collect the server process if it died (a function trial's group is the server's)."""
@@ -277,6 +285,12 @@ class FunctionCall(ForkedTrial):
         """End the server (after a failed, stopped or GPU trial: the next trial gets a fresh one)."""
         self.server.close()
 
+    @property
+    def results(self) -> str | None:
+        """val_dict_list.json's text from what the function returned (None: it returned None, or
+        failed); read once, after the call ended."""
+        return self.server.results(self.pid)
+
 
 Key = tuple[str, tuple[str, ...], str | None]
 
@@ -304,9 +318,11 @@ class ForkServers:
         tick: Callable[[], None] | None = None,
         function: tuple[Path, str, str] | None = None,
         fresh: bool = False,
+        results_file: bool = True,
     ) -> ForkedTrial:
         """Fork the trial; with `function` = (module file, function name, objective metric), call
-        that function in a function server instead (a FunctionCall), in a new one when `fresh`."""
+        that function in a function server instead (a FunctionCall), in a new one when `fresh`;
+        `results_file`: the call also writes what it returned to RESULT_DIR (else only sends it)."""
         key: Key = (python, tuple(preload), None if function is None else str(function[0]))
         if key in self._broken:
             raise ForkServerError(self._broken[key], lasting=True)
@@ -322,7 +338,8 @@ class ForkServers:
         request = trial_request(main, args, cwd, env, stdout, stderr)
         kind = ForkedTrial
         if function is not None:
-            request.update(source=str(function[0]), function=function[1], metric=function[2])
+            request.update(source=str(function[0]), function=function[1], metric=function[2],
+                           results_file=results_file)  # fmt: skip
             kind = FunctionCall
         try:
             return kind(server, server.spawn(request, tick), request["argv"])

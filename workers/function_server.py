@@ -9,12 +9,16 @@ server says {"ready": pid}; each request ({"main", "argv", "cwd", "env", "stdout
 
 For each trial the server sets up what the script would see (cwd, `os.environ`, `sys.argv`,
 stdout/stderr appended to the trial's log files), reads config.json, calls `function(config)` and
-writes what it returned to `$RESULT_DIR/val_dict_list.json`: a number as one point of the
-objective metric, a dict as one point, a list of dicts as they are; None writes nothing (the
-function wrote its results itself). A return is exit code 0, `sys.exit(n)` code n, an exception its
-traceback on stderr and code 1. The module is imported at the first call (so its top level sees
-that trial's environment) and kept: its globals live on between trials, as in Ray Tune's reused
-actors or an Optuna objective. The worker replaces the process after a failed, stopped or GPU trial.
+sends what it returned back with the exit code, as val_dict_list.json's text (`"results"`): a
+number as one point of the objective metric, a dict as one point, a list of dicts as they are;
+None sends nothing (the function wrote `$RESULT_DIR/val_dict_list.json` itself). The worker puts
+that text into the trial's result archive as val_dict_list.json; it is written into RESULT_DIR
+only when the request says `"results_file": true` (kept trial directories): a new file costs more
+kernel time than the rest of a short function trial (docs/benchmarks.md). A return is exit
+code 0, `sys.exit(n)` code n, an exception its traceback on stderr and code 1. The module is
+imported at the first call (so its top level sees that trial's environment) and kept: its globals
+live on between trials, as in Ray Tune's reused actors or an Optuna objective. The worker replaces
+the process after a failed, stopped or GPU trial.
 
 `python function_server.py --call MAIN FUNCTION METRIC [ARGS ...]` runs one trial the same way in a
 process of its own (the fallback where the server cannot be used, e.g. a multi-GPU trial under
@@ -30,7 +34,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 try:  # run as a script by the trial interpreter (its folder is on sys.path), or imported as workers.*
     import forkserver_server as fs
@@ -95,20 +99,29 @@ def result_points(value: Any, metric: str, function: str) -> list[dict[str, Any]
     raise ResultError(f"{function}() returned {type(value).__name__}: {RETURNS}")
 
 
-def write_results(points: list[dict[str, Any]], result_dir: str) -> None:
+def write_results(text: str, result_dir: str) -> None:
     with open(os.path.join(result_dir, RESULTS_FILE), "w") as fh:
-        json.dump(points, fh, default=_plain)
+        fh.write(text)
 
 
-def call(main: str, source: str, function: str, metric: str) -> int:
-    """Call the trial's function with ./config.json; write its results; the trial's exit code."""
+class Called(NamedTuple):
+    code: int  # the trial's exit code
+    results: str | None = None  # val_dict_list.json's text, from what the function returned
+
+
+def call(main: str, source: str, function: str, metric: str, results_file: bool = True) -> Called:
+    """Call the trial's function with ./config.json; its exit code and results (written to
+    RESULT_DIR too with `results_file`)."""
+    results = None
     try:
         fn = load_function(source, function, _MODULES)
         with open("config.json") as fh:
             config = json.load(fh)
         points = result_points(fn(config), metric, function)
         if points is not None and os.environ.get("RANK", "0") == "0":
-            write_results(points, os.environ.get("RESULT_DIR", "."))
+            results = json.dumps(points, default=_plain)
+            if results_file:
+                write_results(results, os.environ.get("RESULT_DIR", "."))
         code = 0
     except SystemExit as exc:
         code = fs._exit_code(exc.code)
@@ -124,7 +137,7 @@ def call(main: str, source: str, function: str, metric: str) -> int:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(BaseException):
             stream.flush()
-    return code
+    return Called(code, results if code == 0 else None)
 
 
 _MODULES: dict[str, Any] = {}  # imported trial modules, by file
@@ -176,11 +189,15 @@ def serve(req: int, reply: int, parent: int, preload: list[str]) -> int:
             except BaseException:
                 with contextlib.suppress(BaseException):
                     traceback.print_exc()
-                code = 127
+                called = Called(127)
             else:
-                code = call(request["main"], request["source"], request["function"], request["metric"])
+                called = call(request["main"], request["source"], request["function"], request["metric"],
+                              bool(request.get("results_file", True)))  # fmt: skip
             _leave(devnull)
-            fs._send(reply, {"exited": me, "code": code})
+            done: dict[str, Any] = {"exited": me, "code": called.code}
+            if called.results is not None:
+                done["results"] = called.results
+            fs._send(reply, done)
 
 
 def call_once(main: str, function: str, metric: str, args: list[str]) -> int:
@@ -188,7 +205,7 @@ def call_once(main: str, function: str, metric: str, args: list[str]) -> int:
     source = os.path.abspath(main)
     sys.path[0] = os.path.dirname(source)
     sys.argv = [main, *args]
-    return call(main, source, function, metric)
+    return call(main, source, function, metric).code
 
 
 if __name__ == "__main__":

@@ -16,16 +16,17 @@ class MetricsError(ValueError):
     """The results file is missing or unusable; the message is shown to the user."""
 
 
-def load_points(result_dir: Path) -> list[dict[str, Any]]:
-    """The trial's points: val_dict_list.json (the WMLA contract), else the lines of metrics.jsonl."""
+def load_points(result_dir: Path, text: str | None = None) -> list[dict[str, Any]]:
+    """The trial's points: val_dict_list.json (the WMLA contract; `text`: its content, when it came
+    another way), else the lines of metrics.jsonl."""
     path = result_dir / RESULTS_FILE
-    if not path.exists():
+    if text is None and not path.exists():
         streamed = read_jsonl(result_dir / STREAM_FILE)
         if streamed:
             return streamed
         raise MetricsError(f"{RESULTS_FILE} was not written to RESULT_DIR")
     try:
-        data = json.loads(path.read_text() or "null")
+        data = json.loads((path.read_text() if text is None else text) or "null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise MetricsError(f"{RESULTS_FILE} is not valid JSON: {exc}") from None
     if isinstance(data, dict):  # tolerate a single point written without the list

@@ -29,20 +29,24 @@ def _files(result_dir: Path) -> list[str]:
     return sorted(out)
 
 
-def zip_results(result_dir: Path, max_bytes: int) -> tuple[bytes, bool]:
-    """(zip bytes, truncated). Over the cap only the results file and the logs go in."""
+def zip_results(
+    result_dir: Path, max_bytes: int, extra: dict[str, bytes] | None = None
+) -> tuple[bytes, bool]:
+    """(zip bytes, truncated), with the `extra` files (name relative to the directory: content) in
+    place of any on disk. Over the cap only the results file and the logs go in."""
     root = os.fspath(result_dir)
-    sizes = {}
+    extra = extra or {}
+    sizes = {name: len(data) for name, data in extra.items()}
     for rel in _files(result_dir):
         try:
             st = os.stat(os.path.join(root, rel))
         except OSError:
             continue
-        if stat.S_ISREG(st.st_mode):
+        if stat.S_ISREG(st.st_mode) and rel not in extra:
             sizes[rel] = st.st_size
     total = sum(sizes.values())
     truncated = total > max_bytes
-    names = list(sizes)
+    names = sorted(sizes)
     if truncated:
         names = [n for n in names if os.path.basename(n) in ALWAYS or n.startswith("log" + os.sep)]
     buf = io.BytesIO()
@@ -50,8 +54,7 @@ def zip_results(result_dir: Path, max_bytes: int) -> tuple[bytes, bool]:
         budget = max_bytes
         for rel in names:
             try:
-                with open(os.path.join(root, rel), "rb") as fh:
-                    data = fh.read()
+                data = extra[rel] if rel in extra else _read(os.path.join(root, rel))
             except OSError:
                 continue
             if truncated and len(data) > budget // 4:  # keep the end of oversized logs
@@ -60,6 +63,11 @@ def zip_results(result_dir: Path, max_bytes: int) -> tuple[bytes, bool]:
         if truncated:
             zf.writestr("_truncated.txt", f"result directory was {total} bytes, over the {max_bytes} cap\n")
     return buf.getvalue(), truncated
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
 
 
 def tail(path: Path, max_bytes: int) -> str:

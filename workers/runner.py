@@ -109,6 +109,7 @@ class Ran:
     started: float
     ended: float
     made: tuple[Path, Path] | None = None  # (the code's cache copy, its config.json) once prepared
+    results: str | None = None  # val_dict_list.json's text a function trial sent back (not on disk)
 
 
 @dataclass
@@ -155,6 +156,7 @@ class TrialRunner:
         self._waiting: list[TrialTask] = []  # reserved trials of the running bundle, not started yet
         self._concluder: ThreadPoolExecutor | None = None  # see conclude_later
         self._made: tuple[Path, Path] | None = None  # the current attempt's directory (Ran.made)
+        self._results: str | None = None  # the current attempt's results, sent back (Ran.results)
         self._kept: set[int] = set()  # kept function processes, registered in `registry` until closed
 
     # --- the whole attempt -----------------------------------------------------------
@@ -204,19 +206,19 @@ class TrialRunner:
         if not self._retrying(lambda: self._claim(task, token, started), "claim"):
             return None  # not ours, cancelled or superseded (see _claim)
         result_dir = self.results_fs / (task.owner or "hpo") / "batchworkdir" / task.exec_id
-        self._made = None
+        self._made = self._results = None
         try:
             outcome = self._execute(task, result_dir)
         except CodeUnavailable as exc:
             outcome = Outcome(status="failed", reason=str(exc))
         except Exception as exc:  # report anything unexpected instead of losing the attempt
             outcome = Outcome(status="failed", reason=f"worker error: {type(exc).__name__}: {exc}")
-        return Ran(task, result_dir, outcome, started, time.time(), self._made)
+        return Ran(task, result_dir, outcome, started, time.time(), self._made, self._results)
 
     def conclude(self, ran: Ran) -> TrialEvent:
         """Zip the results and publish them with the `finished` event (one transaction)."""
         task, result_dir, outcome = ran.task, ran.result_dir, ran.outcome
-        result = self._zip(task, result_dir)
+        result = self._zip(task, result_dir, ran.results)
         log_dir = result_dir / "log"
         stderr_tail = tail(log_dir / "stderr", self.settings.log_tail_bytes)
         event = self._event(
@@ -391,7 +393,7 @@ class TrialRunner:
             self.drain()  # starting a server forks with preexec code: not beside our background thread
         trial = self.forkservers.spawn(python, task.preload, main=task.main, args=task.args, cwd=cwd,
                                        env=env, stdout=out, stderr=err, function=function,
-                                       fresh=fresh,
+                                       fresh=fresh, results_file=self.settings.keep_trial_dirs,
                                        tick=lambda: self._renew_lease(task))  # fmt: skip
         if trial.pid not in self._kept:  # a kept function process is registered already
             self.registry.add(trial.pid, task.exec_id, forked=True)
@@ -458,7 +460,9 @@ class TrialRunner:
                 stop_process(proc, 0.5)  # leftovers of the group (e.g. data loader workers)
             if not keep:
                 self._unregister(proc.pid)
-        outcome = self._read_results(task, result_dir, code)
+        if isinstance(proc, FunctionCall):
+            self._results = proc.results
+        outcome = self._read_results(task, result_dir, code, self._results)
         if keep and outcome.status != "ok":  # e.g. no metrics: the next trial starts afresh too
             proc.close_server()  # type: ignore[attr-defined]
         elif keep:  # its registry entry (known by its start time) stays until it is closed
@@ -610,9 +614,10 @@ class TrialRunner:
             self.ready_dir.make(*self._next_dir)
         self._next_dir = None
 
-    def _read_results(self, task: TrialTask, result_dir: Path, code: int) -> Outcome:
+    def _read_results(self, task: TrialTask, result_dir: Path, code: int, sent: str | None) -> Outcome:
+        """The outcome from the results file, or from `sent` (a function trial's, not on disk)."""
         try:
-            points = metrics.load_points(result_dir)
+            points = metrics.load_points(result_dir, sent)
         except metrics.MetricsError as exc:
             reason = f"training script exited with code {code}" if code != 0 else str(exc)
             return Outcome(status="failed", reason=reason, exit_code=code)
@@ -631,11 +636,13 @@ class TrialRunner:
             return Outcome(status="failed", reason=str(exc), exit_code=code, points=rows, summary=summary)
         return Outcome(status="ok", objective=objective, exit_code=code, points=rows, summary=summary)
 
-    def _zip(self, task: TrialTask, result_dir: Path) -> tuple[str, bytes] | None:
-        """The result directory zipped (size-capped) and the key it is uploaded under."""
+    def _zip(self, task: TrialTask, result_dir: Path, results: str | None) -> tuple[str, bytes] | None:
+        """The result directory zipped (size-capped), with `results` as its val_dict_list.json when
+        it is not on disk, and the key it is uploaded under."""
         if not result_dir.exists():
             return None
-        data, _ = zip_results(result_dir, self.settings.result_max_bytes)
+        extra = {metrics.RESULTS_FILE: results.encode()} if results is not None else None
+        data, _ = zip_results(result_dir, self.settings.result_max_bytes, extra)
         return result_key(task.exec_id, task.attempt), data
 
     def _finish(self, event: TrialEvent, result: tuple[str, bytes] | None) -> None:

@@ -6,6 +6,7 @@ shim runs the same call where the function process cannot be used."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,7 @@ from tests.helpers import (
     until,
 )
 from workers import runner as runner_module
-from workers.forkserver import FUNCTION_SCRIPT
+from workers.forkserver import FUNCTION_SCRIPT, ForkServers, FunctionCall
 from workers.process import GroupRegistry
 from workers.runner import TrialRunner
 
@@ -465,7 +467,7 @@ def test_an_experiment_in_function_mode_through_celery_and_the_coordinator(
     exp = submit_quad(store, spec, FUNCTIONS)
     drive(store, settings, [exp.id])
     trials = store.trials(exp.id)
-    assert [t.state for t in trials] == [TrialState.FINISHED] * 4
+    assert [t.state for t in trials] == [TrialState.FINISHED] * 4, [t.reason for t in trials]
     assert [t.notes for t in trials] == [None] * 4  # no fallback to a subprocess
     assert all(t.objective == pytest.approx(t.params["x"] ** 2) for t in trials)
     probes = [json.loads(line) for line in log.read_text().splitlines()]
@@ -473,3 +475,46 @@ def test_an_experiment_in_function_mode_through_celery_and_the_coordinator(
     assert {p["name"] for p in probes} == {"train"}  # called, not run as a script
     assert len({p["pid"] for p in probes}) < 4  # 4 trials on 3 slots: a process served two
     assert store.experiment(exp.id).state == ExperimentState.FINISHED
+
+
+@pytest.mark.parametrize(("behave", "written"), [("list", LIST), ("none", [{"loss": 0.125}])])
+def test_what_a_function_returns_goes_to_the_archive_without_a_file_on_disk(
+    tmp_path: Path, redis_url: str, redis_client: redis.Redis, behave: str, written: Any
+) -> None:
+    """Trial directories not kept: the returned value comes back over the pipe and is the archive's
+    val_dict_list.json (a new file costs more than the rest of a short call); a function that wrote
+    the file itself (returned None) is read from disk as before."""
+    runner = TrialRunner(Settings(home=tmp_path, broker_url=redis_url), redis_client, worker="fn/9")
+    try:
+        ran = runner.attempt(_task(redis_client, f"archive-{behave}", behave))
+        assert ran is not None and ran.outcome.status == "ok", ran and ran.outcome.reason
+        on_disk = ran.result_dir / "val_dict_list.json"
+        if behave == "none":
+            assert ran.results is None and json.loads(on_disk.read_text()) == written
+        else:
+            assert not on_disk.exists() and json.loads(ran.results or "") == written
+        assert [p["values"] for p in ran.outcome.points or []] == written
+        event = runner.conclude(ran)
+        archive = zipfile.ZipFile(io.BytesIO(redis_client.get(event.result_key or "") or b""))
+        assert json.loads(archive.read("val_dict_list.json")) == written
+        assert archive.namelist().count("val_dict_list.json") == 1
+    finally:
+        runner.forkservers.close()
+
+
+def test_a_call_s_results_outlast_its_exit_code_being_collected(tmp_path: Path) -> None:
+    """The runner collects the exit code with wait() (which forgets it) before it reads the results."""
+    (tmp_path / "config.json").write_text(json.dumps({"behave": "number", "x": 3}))
+    servers = ForkServers({**os.environ})
+    try:
+        call = servers.spawn(
+            sys.executable, [], main="train.py", args=[], cwd=tmp_path,
+            env={**os.environ, "RESULT_DIR": str(tmp_path)}, stdout=tmp_path / "out", stderr=tmp_path / "err",
+            function=(FUNCTIONS / "train.py", "train", "loss"), results_file=False,
+        )  # fmt: skip
+        assert isinstance(call, FunctionCall) and call.wait(60) == 0
+        assert json.loads(call.results or "") == [{"loss": 9}]
+        assert call.results is None  # read once
+        assert not (tmp_path / "val_dict_list.json").exists()
+    finally:
+        servers.close()
