@@ -40,6 +40,7 @@ from workers.results import CHECKPOINT_DIR, CODE_DIR
 
 EMPTY_DIRS = ("log", CHECKPOINT_DIR)
 LOG_FILES = ("stdout", "stderr")  # log/..., opened for appending by every way a trial starts
+KEEP = 2  # directories ready at most, per slot
 Manifest = dict[str, tuple[int, int, int]]  # relative path -> (mode, size, mtime ns); dirs (mode, 0, 0)
 
 
@@ -93,13 +94,18 @@ def unshared(path: str | Path) -> bool:
 
 
 class ReadyDir:
-    """At most one directory made ahead, for one code version."""
+    """Up to `keep` directories made ahead or handed on, all for one code version. More than one:
+    a slot's short trials hand their directories on from the runner's background thread, which
+    can fall a trial behind; a spare directory then saves the next trial a copy of its code."""
 
-    def __init__(self, folder: Path, discard_dir: Callable[[Path], None] | None = None) -> None:
+    def __init__(
+        self, folder: Path, discard_dir: Callable[[Path], None] | None = None, keep: int = KEEP
+    ) -> None:
         self.folder = folder
         self.discard_dir = discard_dir or (lambda path: shutil.rmtree(path, ignore_errors=True))
+        self.keep = max(keep, 1)
         # (code id, directory, the config.json in it we made or kept, relative to the code, or None)
-        self._ready: tuple[str, Path, str | None] | None = None
+        self._ready: list[tuple[str, Path, str | None]] = []
         self._swept = False
         self._lock = threading.Lock()  # `recycle` runs on the runner's background thread
         self._manifests: dict[Path, Manifest | None] = {}  # of code in the cache, which never changes
@@ -108,8 +114,8 @@ class ReadyDir:
         """Have a directory of `code` ready (nothing to do when there is one); `config`: where its
         trial's config.json will be written, relative to the code."""
         with self._lock:
-            if self._ready is not None:
-                if self._ready[0] == code_id:
+            if self._ready:
+                if self._ready[0][0] == code_id:
                     return
                 self._discard()
             target = self._target()
@@ -118,16 +124,20 @@ class ReadyDir:
             except OSError:
                 shutil.rmtree(target, ignore_errors=True)
                 return
-            self._ready = (code_id, target, config if ours else None)
+            self._ready.append((code_id, target, config if ours else None))
+
+    def ready_for(self, code_id: str) -> bool:
+        """A directory of `code_id` is ready."""
+        with self._lock:
+            return any(r[0] == code_id for r in self._ready)
 
     def take(self, code_id: str, result_dir: Path, config: str | None = None) -> bool:
         """Move the ready directory to `result_dir` (which must not exist) if it holds `code_id`;
         `config`: where this trial's config.json goes (one made or kept elsewhere is removed)."""
         with self._lock:
-            if self._ready is None or self._ready[0] != code_id:
+            if not self._ready or self._ready[0][0] != code_id:
                 return False
-            _, path, made = self._ready
-            self._ready = None
+            _, path, made = self._ready.pop()
         try:
             result_dir.parent.mkdir(parents=True, exist_ok=True)
             os.rename(path, result_dir)
@@ -139,12 +149,13 @@ class ReadyDir:
         return True
 
     def recycle(self, code_id: str, code: Path, used: Path, config_file: Path | None) -> bool:
-        """Make the finished trial directory `used` the next trial's directory of `code`, if none is
-        ready and its code copy is still exactly `code`'s (`config_file`: the config.json it was
-        given, removed). Everything else in it (results, logs, checkpoints, files of its own) is
-        deleted: files here, folders by `discard_dir`. True: done, `used` is gone."""
+        """Make the finished trial directory `used` a next trial's directory of `code`, if fewer
+        than `keep` are ready (none of other code) and its code copy is still exactly `code`'s
+        (`config_file`: the config.json it was given, kept to be rewritten). Everything else in it
+        (results, checkpoints, files of its own; log files someone holds) is deleted: files here,
+        folders by `discard_dir`. True: done, `used` is gone."""
         with self._lock:
-            if self._ready is not None:
+            if len(self._ready) >= self.keep or any(r[0] != code_id for r in self._ready):
                 return False
             try:
                 if code not in self._manifests:
@@ -170,7 +181,7 @@ class ReadyDir:
                 os.rename(used, target)
             except (OSError, ValueError):
                 return False
-            self._ready = (code_id, target, kept)
+            self._ready.append((code_id, target, kept))
             return True
 
     def _empty_or_delete(self, entry: os.DirEntry[str], keep: bool) -> None:
@@ -192,9 +203,8 @@ class ReadyDir:
             self._discard()
 
     def _discard(self) -> None:
-        if self._ready is not None:
-            shutil.rmtree(self._ready[1], ignore_errors=True)
-            self._ready = None
+        while self._ready:
+            shutil.rmtree(self._ready.pop()[1], ignore_errors=True)
 
     def _target(self) -> Path:
         """A new name for a ready directory (after sweeping what dead processes left, once)."""

@@ -63,6 +63,7 @@ log = logging.getLogger("hpo.worker")
 T = TypeVar("T")
 CLAIM_TTL_S = 30 * 86400
 REFILL_AFTER_S = 0.05  # the next trial's spare interpreter and directory are made this long into a trial
+HANDOVER_WAIT_S = 0.2  # at most this long for the background thread to hand a finished directory on
 # KEYS: claim, stop flag, current attempt, lease, events stream. ARGV: token, claim TTL, attempt,
 # worker, lease TTL, the encoded `started` event. The claim is ours also when a retried call's SET
 # had succeeded before its reply was lost (the second call finds our token).
@@ -155,6 +156,8 @@ class TrialRunner:
         self._reserve_script = redis.register_script(RESERVE_SCRIPT)
         self._waiting: list[TrialTask] = []  # reserved trials of the running bundle, not started yet
         self._concluder: ThreadPoolExecutor | None = None  # see conclude_later
+        self._concluding = 0  # attempts handed to it and not concluded yet
+        self._concluded = threading.Condition()
         self._made: tuple[Path, Path] | None = None  # the current attempt's directory (Ran.made)
         self._results: str | None = None  # the current attempt's results, sent back (Ran.results)
         self._kept: set[int] = set()  # kept function processes, registered in `registry` until closed
@@ -256,6 +259,8 @@ class TrialRunner:
         lapse and the coordinator would run the attempt again."""
         if self._concluder is None:
             self._concluder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo-conclude")
+        with self._concluded:
+            self._concluding += 1
         self._concluder.submit(self._conclude_logged, ran)
 
     def _conclude_logged(self, ran: Ran) -> None:
@@ -263,6 +268,20 @@ class TrialRunner:
             self.conclude(ran)
         except Exception:
             log.exception("could not publish the end of %s; its lease will lapse", ran.task.exec_id)
+        finally:
+            with self._concluded:
+                self._concluding -= 1
+                self._concluded.notify_all()
+
+    def _await_handover(self, code_id: str) -> None:
+        """With no directory of this code ready but a finished trial still being concluded, wait
+        (up to HANDOVER_WAIT_S) for it to hand its directory on: after short trials the background
+        thread can run a trial or two behind, and copying the code makes new files, which costs
+        more than the wait."""
+        with self._concluded:
+            self._concluded.wait_for(
+                lambda: self._concluding == 0 or self.ready_dir.ready_for(code_id), timeout=HANDOVER_WAIT_S
+            )
 
     def drain(self) -> None:
         """Wait for the concludes handed to the background thread (before this process forks or exits)."""
@@ -291,6 +310,7 @@ class TrialRunner:
         code = self._retrying(lambda: fetch_code(self.redis, task.code, self.cache_dir), "code fetch")
         folder = _model_folder(code, task.model_dir)  # the copy's layout is the cache's
         config = os.path.join(folder, "config.json")
+        self._await_handover(task.code.sha256)
         if not self.ready_dir.take(task.code.sha256, result_dir, config):  # made while the last trial ran
             shutil.copytree(code, code_root)
         self._next_dir = (task.code.sha256, code, config)

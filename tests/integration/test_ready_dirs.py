@@ -209,18 +209,27 @@ def test_the_trial_s_own_files_outside_its_code_are_deleted_and_folders_discarde
     ]  # fmt: skip
 
 
-def test_one_directory_is_ready_at_a_time_and_only_for_its_code(tmp_path: Path) -> None:
+def test_up_to_two_directories_are_ready_at_a_time_and_only_for_one_code(tmp_path: Path) -> None:
     ready, code, used, config = _finished(tmp_path)
     assert ready.recycle("sha-1", code, used, config) and not used.exists()
-    other = tmp_path / "results" / "t2"
-    make_trial_dir(code, other)
-    assert not ready.recycle("sha-1", code, other, None)  # one is ready already
+    second, third = tmp_path / "results" / "t2", tmp_path / "results" / "t3"
+    make_trial_dir(code, second)
+    make_trial_dir(code, third)
+    assert ready.recycle("sha-1", code, second, None)  # a spare, for a background thread running late
+    assert not ready.recycle("sha-1", code, third, None) and third.exists()  # two are ready already
     assert not ready.take("sha-2", tmp_path / "next")
-    assert ready.take("sha-1", tmp_path / "next")  # its config.json is not where this trial's goes: removed
-    assert sorted(str(p.relative_to(tmp_path / "next")) for p in (tmp_path / "next").rglob("*")) == [
-        "_submitted_code", "_submitted_code/pkg", "_submitted_code/pkg/data.txt", "_submitted_code/train.py",
-        "checkpoint", "log", "log/stderr", "log/stdout",
-    ]  # fmt: skip
+    for name in ("next", "after"):
+        assert ready.take("sha-1", tmp_path / name)
+        assert sorted(str(p.relative_to(tmp_path / name)) for p in (tmp_path / name).rglob("*")) == [
+            "_submitted_code", "_submitted_code/pkg", "_submitted_code/pkg/data.txt",
+            "_submitted_code/train.py", "checkpoint", "log", "log/stderr", "log/stdout",
+        ]  # fmt: skip
+    assert not ready.take("sha-1", tmp_path / "none left")
+    assert ready.recycle("sha-1", code, third, None)
+    ready.make("sha-2", code)  # another code: what was ready for the old one goes
+    assert len(list((tmp_path / "results" / ".ready").iterdir())) == 1
+    assert not ready.recycle("sha-1", code, tmp_path / "next", None)  # and the old code's is not kept
+    assert ready.take("sha-2", tmp_path / "other")
 
 
 def test_a_log_file_a_process_still_holds_is_replaced_and_one_nobody_holds_is_emptied(tmp_path: Path) -> None:
