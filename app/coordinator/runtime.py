@@ -55,8 +55,9 @@ class ExperimentRuntime:
 
     @property
     def bundle(self) -> int:
-        """Trials per Celery task (app.coordinator.bundling): never for GPU trials or synchronous batches."""
-        if self.spec.resources.gpus > 0 or self.spec.limits.sync_batches:
+        """Trials per Celery task (app.coordinator.bundling): never for GPU trials, synchronous
+        batches or an adaptive searcher (a bundle asks for trials beyond max_parallel at once)."""
+        if self.spec.resources.gpus > 0 or self.spec.limits.sync_batches or self.optimizer.adaptive:
             return 1
         return self.bundler.size
 

@@ -37,6 +37,10 @@ class Observation:
 class Optimizer(ABC):
     name: ClassVar[str]
     blocking: ClassVar[bool] = False  # True: ask() can take seconds; run it off the coordinator loop
+    # True: what it proposes depends on the results told so far, so asking for more trials than
+    # run at once would change the search (Hyperband would even open brackets early): the
+    # coordinator never bundles its trials (app.coordinator.bundling). Random and grid say False.
+    adaptive: ClassVar[bool] = True
     # Multi-fidelity searchers (Hyperband) add this key to proposals: the budget a trial trains for.
     # Proposals equal but for it continue one another and share a checkpoint directory.
     resource_name: str | None = None

@@ -9,6 +9,7 @@ from app.space import Config
 
 
 class GridSearch(Optimizer):
+    adaptive = False  # proposals do not depend on results: bundling changes nothing
     name = "grid"
 
     def _points(self) -> list[Config]:

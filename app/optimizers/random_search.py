@@ -9,6 +9,7 @@ from app.space import Config, config_key
 
 
 class RandomSearch(Optimizer):
+    adaptive = False  # proposals do not depend on results: bundling changes nothing
     name = "random"
 
     def ask(self, n: int, running: Sequence[Config] = ()) -> list[Config]:

@@ -36,7 +36,7 @@ def test_first_bracket_promotes_the_best_and_rungs_resume(store: Store, settings
     exp = submit_quad(store, spec, FIXTURES / "curve")
     drive(store, settings, [exp.id], timeout_s=120)
     trials = store.trials(exp.id)
-    assert [t.params["epochs"] for t in trials] == [1] * 9 + [3] * 3 + [9]
+    assert [t.params["epochs"] for t in trials] == [1] * 9 + [3] * 3 + [9]  # (never bundled: not asked ahead)
     assert all(t.state == TrialState.FINISHED for t in trials)
     first = sorted(trials[:9], key=lambda t: t.objective)
     promoted = {t.params["q"] for t in trials[9:12]}

@@ -7,6 +7,7 @@ from concurrent.futures import Future
 import pytest
 
 from app.coordinator.runtime import ExperimentRuntime
+from app.optimizers import create_optimizer
 from app.optimizers.random_search import RandomSearch
 from app.optimizers.settings import RandomSettings
 from app.spec.model import ResourceRequest
@@ -136,3 +137,18 @@ def test_gpu_trials_and_synchronous_batches_are_never_bundled(kind: str) -> None
         rt.spec = rt.spec.with_resources(ResourceRequest(gpus=1))
     _short_trials(rt)
     assert rt.bundle == 1 and rt.wanted(1000.0) == 2
+
+
+@pytest.mark.parametrize("name", ["tpe", "bayesian", "hyperband"])
+def test_an_adaptive_searcher_s_trials_are_never_bundled(name: str) -> None:
+    """A bundle asks for (max_parallel + lookahead) x bundle trials at once: for a searcher that
+    learns from results that would be a different search (Hyperband opened its next bracket while a
+    rung waited, found by tests/integration/test_hyperband_e2e.py on a fast machine)."""
+    algorithm: dict[str, object] = {"name": name}
+    if name == "hyperband":
+        algorithm.update(resource_name="epochs", resource_value=9, eta=3)
+    rt = _rt(max_trials=100, max_parallel=1, algorithm=algorithm)
+    rt.optimizer = create_optimizer(rt.spec, 1)
+    _short_trials(rt)
+    assert rt.bundler.size == 8 and rt.bundle == 1 and rt.wanted(1000.0) == 1
+    assert not _rt().optimizer.adaptive  # random search: bundled (the test above)
