@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     # (app.coordinator.bundling); bundle_max 1: one trial per task always.
     bundle_target_s: float = 0.2
     bundle_max: int = 8
+    # While the trials of every experiment in a read go out in bundles, the coordinator waits this
+    # much longer for more events before handling them: each slot has a bundle queued behind the one
+    # it runs, so no slot waits on it, and more trials share a batch's read, transaction and send.
+    bundle_linger_ms: int = 5
     poll_interval_s: float = 0.5
     ask_processes: int = 1
     plugin_timeout_s: float = 60.0  # a plugin's search() must answer within this

@@ -169,7 +169,7 @@ class Coordinator:
             by_name = {rt.name: rt for rt in self.runtimes.values()}
             deliveries = self.streams.read(list(by_name), block)
             if block:  # not while trials wait to start
-                deliveries += self._linger(deliveries, list(by_name))
+                deliveries += self._linger(deliveries, by_name)
             self._handle_batch(deliveries, by_name)
         else:
             time.sleep(self.settings.poll_interval_s)
@@ -177,12 +177,25 @@ class Coordinator:
             self._collect_ask(rt)
             self._advance(rt, time.time())
 
-    def _linger(self, deliveries: list[Delivery], names: list[str]) -> list[Delivery]:
-        """More events, while those read are all `started` (they start nothing), for up to
-        `event_linger_ms`: a short trial's start and end then share one transaction and one write."""
+    def _linger(self, deliveries: list[Delivery], by_name: dict[str, ExperimentRuntime]) -> list[Delivery]:
+        """More events before handling a read: while those read are all `started` (they start
+        nothing), for up to `event_linger_ms`, so a short trial's start and end share one
+        transaction and one write; while every experiment they belong to sends its trials in
+        bundles, for up to `bundle_linger_ms`, so more trials share a batch's fixed costs (a slot
+        has a bundle queued behind the one it runs: it does not wait for the batch)."""
         more: list[Delivery] = []
-        deadline = time.monotonic() + self.settings.event_linger_ms / 1000
-        while deliveries and all(d.event.kind == "started" for d in (*deliveries, *more)):
+        now = time.monotonic()
+        starts_until = now + self.settings.event_linger_ms / 1000
+        bundles_until = now + self.settings.bundle_linger_ms / 1000
+        names = list(by_name)
+        while deliveries:
+            read = (*deliveries, *more)
+            if all(d.event.kind == "started" for d in read):
+                deadline = starts_until
+            elif all((rt := by_name.get(d.event.experiment)) is not None and rt.bundle > 1 for d in read):
+                deadline = bundles_until
+            else:
+                break
             left_ms = int((deadline - time.monotonic()) * 1000)
             if left_ms <= 0:
                 break

@@ -21,6 +21,7 @@ from app.config import Settings
 from app.coordinator.loop import Coordinator
 from app.keys import EVENTS_GROUP, events_stream
 from app.messages import TrialEvent, publish_event
+from app.spec.model import ResourceRequest
 from app.store.batch import FinishOp, PointsOp, StartOp, TrialWriter
 from app.store.models import Experiment, Trial, TrialState
 from app.store.repository import Store, TrialOutcome
@@ -217,6 +218,43 @@ def test_a_read_of_only_starts_waits_up_to_the_linger_for_more(
         assert batches == [["StartOp"]] and trial.state == TrialState.RUNNING
         coord.tick()
         assert store.trial(trials[2].id).state == TrialState.FINISHED  # type: ignore[arg-type,union-attr]
+    assert _pending(redis_client, exp) == 0
+
+
+@pytest.mark.parametrize("bundled", [False, True])
+def test_a_read_of_bundled_trials_ends_waits_up_to_the_bundle_linger_for_more(
+    bundled: bool,
+    store: Store,
+    redis_client: redis.Redis,
+    coordinated: tuple[Coordinator, Experiment, list[Trial]],
+) -> None:
+    """While an experiment's trials go out in bundles (each slot has one queued behind the one it
+    runs), a read waits up to `bundle_linger_ms` for more events, so they share one batch; an
+    experiment whose trials go one per task has its end handled at once."""
+    coord, exp, trials = coordinated
+    coord.settings = coord.settings.model_copy(update={"bundle_linger_ms": 2000, "event_linger_ms": 0})
+    rt = coord.runtimes[exp.id]
+    if bundled:  # CPU trials of a millisecond (the queue stays the fixture's: nobody serves it)
+        rt.spec = rt.spec.with_resources(ResourceRequest(gpus=0))
+        for _ in range(3):
+            rt.bundler.observe(0.001)
+    assert (rt.bundle > 1) is bundled
+    first, second = _events(exp, trials[0], 0.4)[1], _events(exp, trials[1], 0.3)[1]
+    publish_event(redis_client, first)
+    batches = _spy_ops(coord)
+    later = threading.Timer(0.3, lambda: publish_event(redis_client, second))
+    later.start()
+    try:
+        coord.tick()
+    finally:
+        later.join()
+    if bundled:
+        assert batches == [["FinishOp", "FinishOp"]]
+    else:
+        assert batches == [["FinishOp"]]
+        coord.tick()
+        assert batches == [["FinishOp"], ["FinishOp"]]
+    assert [store.trial(t.id).state for t in trials[:2]] == [TrialState.FINISHED] * 2  # type: ignore[arg-type,union-attr]
     assert _pending(redis_client, exp) == 0
 
 
