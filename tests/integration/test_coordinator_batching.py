@@ -190,6 +190,21 @@ def test_a_start_whose_end_is_in_the_same_read_is_recorded_by_the_end_alone(
     assert _pending(redis_client, exp) == 0 and redis_client.xlen(events_stream(exp.name)) == 0
 
 
+def _tick_with_a_later_event(
+    coord: Coordinator, redis_client: redis.Redis, now: TrialEvent, later: TrialEvent
+) -> list[list[str]]:
+    """Publish `now`, then tick while `later` is published 0.3 s into the tick; the batches applied."""
+    publish_event(redis_client, now)
+    batches = _spy_ops(coord)
+    timer = threading.Timer(0.3, lambda: publish_event(redis_client, later))
+    timer.start()
+    try:
+        coord.tick()
+    finally:
+        timer.join()
+    return batches
+
+
 @pytest.mark.parametrize("linger_ms", [0, 2000])
 def test_a_read_of_only_starts_waits_up_to_the_linger_for_more(
     linger_ms: int,
@@ -201,15 +216,7 @@ def test_a_read_of_only_starts_waits_up_to_the_linger_for_more(
     for up to `event_linger_ms`; without a linger the start is recorded alone."""
     coord, exp, trials = coordinated
     coord.settings = coord.settings.model_copy(update={"event_linger_ms": linger_ms})
-    started, finished = _events(exp, trials[2], 0.2)
-    publish_event(redis_client, started)
-    batches = _spy_ops(coord)
-    later = threading.Timer(0.3, lambda: publish_event(redis_client, finished))
-    later.start()
-    try:
-        coord.tick()
-    finally:
-        later.join()
+    batches = _tick_with_a_later_event(coord, redis_client, *_events(exp, trials[2], 0.2))
     trial = store.trial(trials[2].id)  # type: ignore[arg-type]
     assert trial is not None
     if linger_ms:
@@ -240,14 +247,7 @@ def test_a_read_of_bundled_trials_ends_waits_up_to_the_bundle_linger_for_more(
             rt.bundler.observe(0.001)
     assert (rt.bundle > 1) is bundled
     first, second = _events(exp, trials[0], 0.4)[1], _events(exp, trials[1], 0.3)[1]
-    publish_event(redis_client, first)
-    batches = _spy_ops(coord)
-    later = threading.Timer(0.3, lambda: publish_event(redis_client, second))
-    later.start()
-    try:
-        coord.tick()
-    finally:
-        later.join()
+    batches = _tick_with_a_later_event(coord, redis_client, first, second)
     if bundled:
         assert batches == [["FinishOp", "FinishOp"]]
     else:
