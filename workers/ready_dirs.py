@@ -14,13 +14,14 @@ files, sizes, modification times and modes; only its config.json added), everyth
 (results, checkpoints, the trial's own files) is deleted and the rest becomes the next trial's
 directory, so back-to-back short trials neither copy the code nor delete it again.
 
-Files are reused, not made again, where that is safe: making a file (a new inode) costs 0.1 to
-0.8 ms of kernel CPU on the disks we measured, more than anything else a short trial's directory
-needs (docs/benchmarks.md). So a directory comes with empty `log/stdout` and `log/stderr` and, once
-known, an empty config.json where the trial's is written; a handed-on directory keeps its
-config.json (rewritten in place) and its log files, emptied, when no process still holds them
-open (a write lease, `unshared`, says so): a straggler of the finished trial writing to its log
-must never write into the next trial's, so a log file someone holds is replaced instead.
+Files are reused, not made again, where that is safe: making a file (a new inode) cost from tens
+of µs to nearly 1 ms of kernel CPU on the disks we measured, more than anything else a short
+trial's directory needs (docs/benchmarks.md). So a directory comes with empty `log/stdout` and
+`log/stderr` and, once known, an empty config.json where the trial's is written; a handed-on
+directory keeps its config.json (rewritten in place) and its log files, emptied, when no process
+still holds them open (a write lease, `unshared`, says so): a straggler of the finished trial
+writing to its log must never write into the next trial's, so a log file someone holds is
+replaced instead.
 """
 
 from __future__ import annotations

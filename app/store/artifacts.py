@@ -26,9 +26,9 @@ class FileArtifactStore:
     appended to it, and its reference names the byte range and the attempt
     (`exp/results.pack@0+1234/exp-0.attempt-1.zip`).
 
-    Not a file per trial: on the file systems we measured, making a file (a new inode) costs
-    0.1 to 0.8 ms of kernel CPU, more than the rest of what the coordinator does for a trial
-    (docs/benchmarks.md); appending to an open file costs microseconds. A reference is stored only
+    Not a file per trial: on the disks we measured, making a file (a new inode) cost from tens of
+    µs to nearly 1 ms of kernel CPU, up to more than the rest of what the coordinator does for a
+    trial (docs/benchmarks.md); appending to a file costs microseconds. A reference is stored only
     after its bytes are written, so a crash mid-write leaves unreferenced bytes at the end, never a
     reference to a partial result. One writer per experiment (its coordinator). References of the
     older layouts (`<exp>/<exec id>.attempt-<n>.zip`, `<exec id>/attempt-<n>/result.zip`) are
