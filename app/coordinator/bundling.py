@@ -8,7 +8,8 @@ coordinator sends them in bundles sized to run for about `target_s` together (at
 `max_size`): a bundle is one message, its trials run one after another on the slot that took
 it, each started, recorded and reported on its own. The slot claims all of a bundle's trials when
 it takes it, so if that worker dies their leases lapse and the coordinator runs them again
-(workers.runner RESERVE_SCRIPT). Trials with GPUs and synchronous batches are never bundled.
+(workers.runner RESERVE_SCRIPT). Trials with GPUs, synchronous batches and the trials of a searcher
+that learns from results (`Optimizer.adaptive`) are never bundled (ExperimentRuntime.bundle).
 
 Pure: the coordinator feeds it trial durations and asks for the size.
 """
