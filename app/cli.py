@@ -149,7 +149,8 @@ def user_delete(name: str = typer.Argument(...)) -> None:
     typer.echo(f"user {name} deleted")
 
 
-@token_cli.command("revoke")
+# a token issued before new_secret may begin with '-': take it as the TOKEN, not an unknown option
+@token_cli.command("revoke", context_settings={"ignore_unknown_options": True})
 def token_revoke(
     token: str = typer.Argument(None, help="the token to revoke"),
     user: str = typer.Option(None, "--user", help="revoke every token of this user instead"),

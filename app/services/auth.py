@@ -60,6 +60,16 @@ def check_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(got, base64.b64decode(digest))
 
 
+def new_secret(nbytes: int) -> str:
+    """A URL-safe random string that never begins with '-', so no command line reads it as an option.
+
+    One in 64 `secrets.token_urlsafe` draws begins with '-'; drawing again costs a fraction of a bit.
+    """
+    while (secret := secrets.token_urlsafe(nbytes)).startswith("-"):
+        pass
+    return secret
+
+
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -138,7 +148,7 @@ class Auth:
     def issue_token(
         self, principal: Principal, kind: str = "token", ttl_s: float | None = None
     ) -> tuple[str, ApiToken]:
-        token = secrets.token_urlsafe(32)
+        token = new_secret(32)
         row = ApiToken(
             token_hash=token_hash(token),
             user_id=principal.id,
@@ -189,7 +199,7 @@ def ensure_admin(auth: Auth, home: Path, password: str | None) -> str | None:
     if auth.users():
         return None
     generated = password is None
-    password = password or secrets.token_urlsafe(12)
+    password = password or new_secret(12)
     auth.add_user("admin", password, admin=True)
     if not generated:
         return "created user admin with the password from HPO_ADMIN_PASSWORD"
