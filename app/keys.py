@@ -93,6 +93,17 @@ def claim_key(exec_id: str, attempt: int) -> str:
     return f"{KEY_PREFIX}:claim:{exec_id}:{attempt}"
 
 
+def leftover_keys(exec_id: str, attempt: int) -> list[str]:
+    """What an attempt's first publish clears. Exec ids come from the experiment's name, so one
+    given a deleted experiment's name (or run after the database was reset) would otherwise meet
+    that life's claims, stop flag, current attempt and logs, and its trials would never start."""
+    keys = [claim_key(exec_id, attempt), lease_key(exec_id, attempt), result_key(exec_id, attempt)]
+    if attempt == 1:
+        keys += [stop_key(exec_id), current_attempt_key(exec_id)]
+        keys += [log_key(exec_id, stream) for stream in ("stdout", "stderr")]
+    return keys
+
+
 def worker_key(name: str) -> str:
     """A connected worker's self-description, refreshed while it lives (see app.fleet)."""
     return f"{KEY_PREFIX}:worker:{name}"

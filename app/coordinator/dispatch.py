@@ -18,6 +18,7 @@ from app.keys import (
     code_key,
     current_attempt_key,
     encode_stop,
+    leftover_keys,
     stop_key,
 )
 from app.messages import CodeRef, TrialTask
@@ -148,12 +149,18 @@ class Publisher:
         """One message per trial."""
         self.publish_groups([[t] for t in tasks], queue)
 
-    def publish_groups(self, groups: Sequence[Sequence[TrialTask]], queue: str) -> None:
-        """One message per group: run_trial for a single trial, run_trials for a bundle."""
-        retries = [t for group in groups for t in group if t.attempt > 1]
-        if retries:  # workers still running an older attempt stop when they see this
+    def publish_groups(
+        self, groups: Sequence[Sequence[TrialTask]], queue: str, *, first: bool = False
+    ) -> None:
+        """One message per group: run_trial for a single trial, run_trials for a bundle. `first`:
+        these attempts were never published, so no key of theirs can be this experiment's own."""
+        tasks = [t for group in groups for t in group]
+        retries = [t for t in tasks if t.attempt > 1]
+        if retries or first:
             with self.redis.pipeline(transaction=False) as pipe:
-                for t in retries:
+                if first:
+                    pipe.delete(*[key for t in tasks for key in leftover_keys(t.exec_id, t.attempt)])
+                for t in retries:  # workers still running an older attempt stop when they see this
                     pipe.set(current_attempt_key(t.exec_id), t.attempt, ex=30 * 86400)
                 pipe.execute()
         with self.celery.producer_or_acquire() as producer:

@@ -338,7 +338,7 @@ class Coordinator:
         if new.state == TrialState.QUEUED:
             rt.in_flight[new.id] = new  # type: ignore[index]
             rt.retried += 1
-            self._publish(rt, [new])
+            self._publish(rt, [new], first=True)
         else:
             rt.optimizer.tell([rt.observe(trial, TrialState.FAILED, None)])
 
@@ -538,15 +538,15 @@ class Coordinator:
         rt.optimizer.mark_proposed(configs)
         for t in trials:
             rt.in_flight[t.id] = t  # type: ignore[index]
-        self._publish(rt, trials)
+        self._publish(rt, trials, first=True)
 
-    def _publish(self, rt: ExperimentRuntime, trials: list[Any]) -> None:
+    def _publish(self, rt: ExperimentRuntime, trials: list[Any], *, first: bool = False) -> None:
         assert rt.experiment.code_hash is not None
         code = self.publisher.ensure_code(rt.experiment.code_hash)
         resource = rt.optimizer.resource_name
         groups = rt.grouped(trials)
         tasks = [[build_task(rt.experiment, rt.spec, t, code, resource) for t in group] for group in groups]
-        self.publisher.publish_groups(tasks, rt.experiment.queue)
+        self.publisher.publish_groups(tasks, rt.experiment.queue, first=first)
 
     # --- limits and the end --------------------------------------------------------------
     def _advance(self, rt: ExperimentRuntime, now: float) -> None:

@@ -11,7 +11,9 @@ import zipfile
 import pytest
 
 from app.config import Settings
+from app.keys import EVENTS_GROUP, current_attempt_key, encode_stop, events_stream, stop_key
 from app.local_workers import LocalWorker
+from app.messages import TrialEvent, publish_event
 from app.optimizers import register
 from app.spec.model import Algorithm, ResourceRequest
 from app.store.artifacts import FileArtifactStore
@@ -289,3 +291,41 @@ def test_sync_batches_start_the_next_batch_only_after_the_whole_batch(
     batches = [trials[i : i + 3] for i in range(0, 9, 3)]
     for before, after in itertools.pairwise(batches):
         assert min(t.created_at for t in after) >= max(t.ended_at for t in before)
+
+
+def test_a_name_used_again_after_delete_runs_fresh(store: Store, settings: Settings, redis_client) -> None:
+    """Redis keys outlive a deleted experiment (and a reset database): claims for 30 days, the
+    current attempt of a retried trial, the stop flag of a stopped one. An experiment given the
+    old name again gets the same exec ids; none of those keys may touch its trials."""
+    spec = quad_spec(name="reborn", max_trials=3, max_parallel=3)
+    first = submit_quad(store, spec)
+    drive(store, settings, [first.id])
+    assert [t.attempt for t in store.trials(first.id)] == [1, 1, 1]
+    # what a first life with a retried and a stopped trial also leaves behind
+    redis_client.set(current_attempt_key("reborn-1"), 2)
+    redis_client.set(stop_key("reborn-2"), encode_stop("stopped on request", force=True))
+    # and an event its coordinator read but died before recording (trial ids restart after a reset)
+    old = store.trials(first.id)[0]
+    stale = TrialEvent(
+        kind="finished",
+        experiment="reborn",
+        trial_id=old.id,
+        exec_id=old.exec_id,
+        attempt=1,
+        status="ok",
+        objective=-1e9,
+        ended_at=time.time(),
+    )
+    publish_event(redis_client, stale)
+    redis_client.xreadgroup(EVENTS_GROUP, "dead-coordinator", {events_stream("reborn"): ">"})
+    store.delete_experiment(first.id)
+
+    again = submit_quad(store, spec)
+    started = time.monotonic()
+    drive(store, settings, [again.id], timeout_s=settings.lease_s)
+    trials = store.trials(again.id)
+    assert [(t.exec_id, t.state, t.attempt) for t in trials] == [
+        (f"reborn-{n}", TrialState.FINISHED, 1) for n in range(3)
+    ]
+    assert time.monotonic() - started < settings.lease_s
+    assert -1e9 not in [t.objective for t in trials]
