@@ -94,12 +94,14 @@ def claim_key(exec_id: str, attempt: int) -> str:
 
 
 def leftover_keys(exec_id: str, attempt: int) -> list[str]:
-    """What an attempt's first publish clears. Exec ids come from the experiment's name, so one
-    given a deleted experiment's name (or run after the database was reset) would otherwise meet
-    that life's claims, stop flag, current attempt and logs, and its trials would never start."""
+    """What an attempt's first publish clears. The stop flag was an earlier attempt's (a stopped
+    trial retried would never start). And exec ids come from the experiment's name, so one given a
+    deleted experiment's name (or run after the database was reset) would otherwise meet that
+    life's claims, stop flags, current attempts and logs, and its trials would never start."""
     keys = [claim_key(exec_id, attempt), lease_key(exec_id, attempt), result_key(exec_id, attempt)]
+    keys.append(stop_key(exec_id))
     if attempt == 1:
-        keys += [stop_key(exec_id), current_attempt_key(exec_id)]
+        keys.append(current_attempt_key(exec_id))
         keys += [log_key(exec_id, stream) for stream in ("stdout", "stderr")]
     return keys
 

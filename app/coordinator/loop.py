@@ -328,10 +328,16 @@ class Coordinator:
     def _next_attempt(
         self, rt: ExperimentRuntime, trial: Trial, why: str, record: str, allowed: bool
     ) -> None:
-        """Run the trial's configuration again as a new attempt, or fail it when none is allowed."""
+        """Run the trial's configuration again as a new attempt, or fail it when none is allowed
+        or the experiment is ending (stopped, or past maxRunTime)."""
+        last = "no attempts left"
+        if allowed and (rt.stopping or rt.deadline_passed(time.time())):
+            allowed, last = False, "the experiment is ending"
         limit = trial.attempt + 1 if allowed else trial.attempt
         states = TrialState.IN_FLIGHT if record == "LOST" else (TrialState.FAILED,)
-        new = self.store.new_attempt(trial, from_states=states, max_attempts=limit, why=why, record=record)
+        new = self.store.new_attempt(
+            trial, from_states=states, max_attempts=limit, why=why, record=record, last=last
+        )
         if new is None:
             return  # it changed meanwhile (a late event, a stop)
         log.warning("%s: %s", trial.exec_id, why)

@@ -414,10 +414,18 @@ class Store:
             return list(s.exec(q))
 
     def new_attempt(
-        self, trial: Trial, *, from_states: Sequence[str], max_attempts: int, why: str, record: str
+        self,
+        trial: Trial,
+        *,
+        from_states: Sequence[str],
+        max_attempts: int,
+        why: str,
+        record: str,
+        last: str = "no attempts left",
     ) -> Trial | None:
-        """Replace the current attempt by the next one (QUEUED), or FAIL the trial when the
-        attempts are used up; the old attempt is kept in attempt_record. None if it changed meanwhile."""
+        """Replace the current attempt by the next one (QUEUED), or FAIL the trial (`last` says
+        why) when the attempts are used up; the old attempt is kept in attempt_record. None if it
+        changed meanwhile."""
         assert trial.id is not None
         retry = trial.attempt < max_attempts
         values: dict[str, Any] = (
@@ -436,7 +444,7 @@ class Store:
                 "reason": why,
             }
             if retry
-            else {"state": TrialState.FAILED, "ended_at": utcnow(), "reason": f"{why}; no attempts left"}
+            else {"state": TrialState.FAILED, "ended_at": utcnow(), "reason": f"{why}; {last}"}
         )
         with self.session() as s:
             res = s.execute(

@@ -25,7 +25,7 @@ from app.keys import events_stream
 from app.local_workers import LocalWorker
 from app.messages import TrialEvent
 from app.services.auth import Principal
-from app.services.experiments import retry
+from app.services.experiments import request_stop, retry, stop_trial
 from app.store.models import ExperimentState, TrialState
 from app.store.repository import Store
 from tests.helpers import drive, quad_spec, submit_quad
@@ -113,6 +113,27 @@ def test_a_killed_worker_s_trial_reruns_elsewhere_within_the_lease(
     assert record.state == "LOST" and record.attempt == 1 and "stopped heartbeating" in record.reason
     assert len(store.trials(exp.id)) == 1  # a retry is not a new trial
     assert store.experiment(exp.id).state == ExperimentState.FINISHED
+
+
+def test_an_attempt_lost_while_the_experiment_stops_is_not_run_again(
+    store: Store, fast: Settings, workers: Callable[..., LocalWorker]
+) -> None:
+    """Its worker died just as the user stopped the experiment: the trial fails, the experiment
+    stops, and no worker starts the trial again (it would hang here, and the stop never end)."""
+    a, b = workers("sa", "trials.stopw.x1"), workers("sb", "trials.stopw.x1")
+    exp = submit_quad(store, _on("stopw", algorithm="grid", experiments=[{"mode": "hang"}], max_trials=None))
+    thread = _background(store, fast, [exp.id])
+    _until(lambda: store.trials(exp.id) and store.trials(exp.id)[0].state == TrialState.RUNNING)
+    (trial,) = store.trials(exp.id)
+    victim = a if trial.worker.startswith("sa@") else b
+    os.killpg(victim.proc.pid, signal.SIGKILL)
+    request_stop(store, Principal(id=0, name=exp.owner, is_admin=True), exp.name, force=True)
+    thread.join(timeout=30)
+    assert not thread.is_alive(), [(t.state, t.attempt, t.worker) for t in store.trials(exp.id)]
+    (trial,) = store.trials(exp.id)
+    assert (trial.state, trial.attempt) == (TrialState.FAILED, 1)
+    assert "the experiment is ending" in trial.reason
+    assert store.experiment(exp.id).state == ExperimentState.STOPPED
 
 
 def test_a_worker_killed_holding_a_bundle_leaves_no_trial_behind(
@@ -279,6 +300,28 @@ def test_retry_runs_failed_trials_again(store: Store, settings: Settings, tmp_pa
     assert flaky.state == TrialState.FINISHED and flaky.attempt == 2
     assert [r.state for r in store.attempt_records(flaky.id)] == ["RETRIED"]
     assert len(store.trials(exp.id)) == 2 and store.experiment(exp.id).state == ExperimentState.FINISHED
+
+
+@pytest.mark.usefixtures("cpu_worker")
+def test_retry_runs_a_trial_stopped_on_request_again(
+    store: Store, settings: Settings, tmp_path: Path
+) -> None:
+    """A stopped trial ends FAILED and its stop flag stays in Redis for days; its retry must run."""
+    spec = quad_spec(algorithm="grid", experiments=[{"mode": "hang_once"}], max_trials=None,
+                     env={"FLAKY_MARK": str(tmp_path / "hung.mark")})  # fmt: skip
+    exp = submit_quad(store, spec)
+    owner = Principal(id=0, name=exp.owner, is_admin=False)
+    coordinator = threading.Thread(target=drive, args=(store, settings, [exp.id]))
+    coordinator.start()
+    _until(lambda: [t.state for t in store.trials(exp.id)] == [TrialState.RUNNING])
+    stop_trial(store, owner, store.trials(exp.id)[0].exec_id, force=True)
+    coordinator.join(timeout=60)
+    assert not coordinator.is_alive()
+    assert [t.state for t in store.trials(exp.id)] == [TrialState.FAILED]
+    retry(store, owner, exp.name)
+    drive(store, settings, [exp.id], timeout_s=settings.lease_s)
+    (trial,) = store.trials(exp.id)
+    assert (trial.state, trial.attempt) == (TrialState.FINISHED, 2)
 
 
 @pytest.mark.usefixtures("cpu_worker")
