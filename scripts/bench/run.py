@@ -74,6 +74,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--reps", type=int, default=20, help="API requests per route (scale)")
     parser.add_argument(
+        "--pairs",
+        type=int,
+        default=2,
+        help="throughput: further runs of the fastest mode and Optuna; the 2x bar takes the median pair",
+    )
+    parser.add_argument(
         "--workdir",
         type=Path,
         default=WORKDIR,
@@ -109,6 +115,7 @@ def run_workloads(args: argparse.Namespace, redis_url: str) -> list[tuple[str, S
         mode=args.mode,
         parallel=args.parallel,
         workdir=args.workdir,
+        pairs=args.pairs,
         flush=flush,
         log=lambda s: print(s, file=sys.stderr, flush=True),
     )

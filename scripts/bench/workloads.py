@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -54,6 +55,7 @@ class Config:
     mode: str = "subprocess"
     parallel: int | None = None
     workdir: Path = WORKDIR
+    pairs: int = 0  # throughput: extra runs of our fastest mode and Optuna, alternating who goes first
     flush: Callable[[], None] = lambda: None
     log: Callable[[str], None] = print
 
@@ -230,6 +232,9 @@ def throughput(cfg: Config, trials: int = 1000) -> Section:
     mean_ratio = ratio(fastest.stats.overhead_per_trial_s, peer.stats.overhead_per_trial_s)
     p50_ratio = ratio(fastest.stats.gaps.p50, peer.stats.gaps.p50)
     p95_ratio = ratio(fastest.stats.gaps.p95, peer.stats.gaps.p95)
+    pairs = [(fastest, peer), *_pairs(cfg, trials, modes[ours.index(fastest)])]
+    ratios = [ratio(o.stats.overhead_per_trial_s, p.stats.overhead_per_trial_s) for o, p in pairs]
+    gated = statistics.median(ratios)
     notes = [
         f"{trials} no-op trials on {cfg.slots} slots. Headline (same run), ours in the fastest mode "
         f"({fastest.trial}) / Optuna in-process: per-trial overhead mean {mean_ratio:.2f}x, "
@@ -237,6 +242,17 @@ def throughput(cfg: Config, trials: int = 1000) -> Section:
         f"{ratio(fastest.stats.trials_per_s, peer.stats.trials_per_s):.2f}x.",
         *notes,
     ]
+    if len(pairs) > 1:
+        listed = "; ".join(
+            f"{ms(o.stats.overhead_per_trial_s)} vs {ms(p.stats.overhead_per_trial_s)} ms = {r:.2f}x"
+            for (o, p), r in zip(pairs, ratios, strict=True)
+        )
+        notes.append(
+            f"Paired runs of the fastest mode and Optuna (the table's pair, then {len(pairs) - 1} more, "
+            f"alternating which side goes first), per-trial overhead mean: {listed}; "
+            f"median {gated:.2f}x. Both sides move by tens of % from run to run on this machine, "
+            "so the bar is checked on the median of the pairs."
+        )
     checks = [
         check(
             "throughput",
@@ -246,13 +262,29 @@ def throughput(cfg: Config, trials: int = 1000) -> Section:
         ),
         check(
             "throughput overhead vs Optuna",
-            mean_ratio <= 2.0,
+            gated <= 2.0,
             f"mean per-trial overhead {ms(fastest.stats.overhead_per_trial_s)} ms vs Optuna's "
-            f"{ms(peer.stats.overhead_per_trial_s)} ms = {mean_ratio:.2f}x (bar <= 2x)",
+            f"{ms(peer.stats.overhead_per_trial_s)} ms = {mean_ratio:.2f}x in the table's pair"
+            + (f", median of {len(pairs)} pairs {gated:.2f}x" if len(pairs) > 1 else "")
+            + " (bar <= 2x)",
         ),
     ]
-    checks += _completion_checks(rows)
+    checks += _completion_checks([*rows, *(r for pair in pairs[1:] for r in pair)])
     return Section(f"throughput: {trials} no-op trials on {cfg.slots} slots", table, notes, checks)
+
+
+def _pairs(cfg: Config, trials: int, mode: str) -> list[tuple[Row, Row]]:
+    """`cfg.pairs` more (ours in `mode`, Optuna) runs; Optuna goes first in every other pair."""
+    out = []
+    for i in range(cfg.pairs):
+        if i % 2 == 0:
+            peer = _peer(cfg, trials, 0.0, "inprocess")[1]
+            ours = _ours(cfg, trials, 0.0, mode)[1]
+        else:
+            ours = _ours(cfg, trials, 0.0, mode)[1]
+            peer = _peer(cfg, trials, 0.0, "inprocess")[1]
+        out.append((ours, peer))
+    return out
 
 
 # --- scale --------------------------------------------------------------------------------

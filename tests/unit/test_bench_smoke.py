@@ -53,9 +53,10 @@ def test_bench_spec_and_trial_modes() -> None:
 
 @pytest.mark.slow
 def test_throughput_end_to_end_with_a_private_redis() -> None:
-    """`throughput --trials 20`: our service and Optuna both finish every trial; a table is printed."""
+    """`throughput --trials 20 --pairs 1`: our service and Optuna both finish every trial; a table
+    is printed, and the bar is checked on the median of the table's pair and one more."""
     proc = subprocess.run(
-        [sys.executable, "-m", "scripts.bench", "throughput", "--trials", "20"],
+        [sys.executable, "-m", "scripts.bench", "throughput", "--trials", "20", "--pairs", "1"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -66,3 +67,5 @@ def test_throughput_end_to_end_with_a_private_redis() -> None:
     assert len(rows) == 2, proc.stdout
     assert "subprocess (WMLA script)" in rows[0] and "in-process objective" in rows[1]
     assert "throughput:" in proc.stdout and "Per-trial overhead =" in proc.stdout
+    assert "then 1 more, alternating which side goes first" in proc.stdout
+    assert "median of 2 pairs" in proc.stdout
