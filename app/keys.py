@@ -98,8 +98,12 @@ def leftover_keys(exec_id: str, attempt: int) -> list[str]:
     trial retried would never start). And exec ids come from the experiment's name, so one given a
     deleted experiment's name (or run after the database was reset) would otherwise meet that
     life's claims, stop flags, current attempts and logs, and its trials would never start."""
-    keys = [claim_key(exec_id, attempt), lease_key(exec_id, attempt), result_key(exec_id, attempt)]
-    keys.append(stop_key(exec_id))
+    keys = [
+        claim_key(exec_id, attempt),
+        lease_key(exec_id, attempt),
+        result_key(exec_id, attempt),
+        stop_key(exec_id),
+    ]
     if attempt == 1:
         keys.append(current_attempt_key(exec_id))
         keys += [log_key(exec_id, stream) for stream in ("stdout", "stderr")]
