@@ -167,6 +167,9 @@ def token_revoke(
     except ServiceError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(2) from None
+    if n == 0 and token is not None and token.startswith("-"):
+        typer.echo(f"error: no such option or live token: {token} (see hpo token revoke --help)", err=True)
+        raise typer.Exit(2)
     typer.echo(f"revoked {n} token{'s' if n != 1 else ''}")
 
 

@@ -69,6 +69,8 @@ def test_a_token_beginning_with_a_dash_is_revoked_not_read_as_an_option(tmp_path
     with store.session() as s:
         s.add(ApiToken(token_hash=token_hash(old), user_id=user.id, expires_at=utcnow() + timedelta(hours=1)))
         s.commit()
+    typo = _hpo(tmp_path, "token", "revoke", "--usr")  # a mistyped option matches no token: said so
+    assert typo.returncode == 2 and "no such option or live token: --usr" in typo.stderr
     revoked = _hpo(tmp_path, "token", "revoke", old)
     assert revoked.returncode == 0, revoked.stderr
     assert revoked.stdout.strip() == "revoked 1 token"
