@@ -47,7 +47,7 @@ from app.optimizers.base import Observation, Optimizer  # noqa: E402
 from app.optimizers.settings import SETTINGS_CLASSES, RandomSettings  # noqa: E402
 from scripts.bench.docs import replace_section  # noqa: E402
 from scripts.bench.optuna_peer import SAMPLERS, OptunaPeer  # noqa: E402
-from scripts.bench.problems import PROBLEMS, problem  # noqa: E402
+from scripts.bench.problems import PROBLEMS, Config, problem  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 OURS = ("random", "tpe", "bayesian")
@@ -78,9 +78,15 @@ def make_optimizer(
 
 
 def run_one(
-    problem_name: str, algorithm: str, seed: int, evals: Sequence[int], overrides: dict[str, Any]
+    problem_name: str,
+    algorithm: str,
+    seed: int,
+    evals: Sequence[int],
+    overrides: dict[str, Any],
+    history: list[tuple[Config, float]] | None = None,
 ) -> RunResult:
-    """One seeded run of max(evals) evaluations; `overrides` are settings fields of our searchers."""
+    """One seeded run of max(evals) evaluations; `overrides` are settings fields of our searchers;
+    each (config, loss) is appended to `history` when given."""
     prob = problem(problem_name)
     opt = make_optimizer(algorithm, problem_name, seed, max(evals), overrides)
     best = float("inf")
@@ -96,6 +102,8 @@ def run_one(
         opt.tell([Observation(config, loss)])
         spent += time.perf_counter() - t0
         best = min(best, loss)
+        if history is not None:
+            history.append((config, loss))
         if i in evals:
             regrets.append(max(best - prob.optimum, 0.0))
     opt.close()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +31,7 @@ if str(ROOT) not in sys.path:
 from scripts.bench import machine  # noqa: E402
 from scripts.bench.docs import replace_section  # noqa: E402
 from scripts.bench.report import footer, replace_block, section_body  # noqa: E402
-from scripts.bench.service import MODES, WORKDIR  # noqa: E402
+from scripts.bench.service import MODES, WORKDIR, redis_or_private  # noqa: E402
 from scripts.bench.workloads import OVERHEAD_DEF, Config, Section, overhead, scale, throughput  # noqa: E402
 
 WORKLOADS = ("overhead", "throughput", "scale")
@@ -163,22 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     before = machine.loadavg()
     started = time.monotonic()
     print(f"machine: {machine.describe()}; load before {before}", flush=True)
-    embedded = None
-    tmp = None
-    url = args.redis_url
-    try:
-        if url is None:
-            from app.broker import EmbeddedRedis
-
-            tmp = tempfile.TemporaryDirectory(prefix="hpo-bench-redis-")
-            embedded = EmbeddedRedis(Path(tmp.name) / "redis").start()
-            url = embedded.url
+    with redis_or_private(args.redis_url) as url:
         sections = run_workloads(args, url)
-    finally:
-        if embedded is not None:
-            embedded.stop()
-        if tmp is not None:
-            tmp.cleanup()
     after = machine.loadavg()
     wall = time.monotonic() - started
     foot = footer(

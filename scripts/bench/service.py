@@ -9,11 +9,12 @@ the measured experiment's submission and stops when the coordinator has finished
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,22 @@ def bench_spec(
             why = "; ".join(ignored) or "the parsed launcher has no `mode`"
             raise ModeUnsupported(f"`model: {{mode: {mode}}}` is not accepted by the spec parser yet ({why})")
     return spec
+
+
+@contextlib.contextmanager
+def redis_or_private(url: str | None) -> Iterator[str]:
+    """`url`, or a private Redis started for the run (and stopped after it) when none is given."""
+    if url is not None:
+        yield url
+        return
+    from app.broker import EmbeddedRedis
+
+    with tempfile.TemporaryDirectory(prefix="hpo-bench-redis-") as tmp:
+        embedded = EmbeddedRedis(Path(tmp) / "redis").start()
+        try:
+            yield embedded.url
+        finally:
+            embedded.stop()
 
 
 def check_mode(mode: str) -> None:
