@@ -4,7 +4,8 @@
                                       [--redis-url redis://HOST:PORT/DB] [--write-docs]
     .venv/bin/python scripts/bench/run.py ...   (the same)
 
-    .venv/bin/python -m scripts.bench quality|suggest [their flags]   (scripts/bench/quality.py, suggest.py)
+    .venv/bin/python -m scripts.bench quality|quality-service|suggest [their flags]
+        (scripts/bench/quality.py, quality_service.py, suggest.py)
 
 WORKLOAD: overhead (200 x sleep(0.5) on 2 slots: wall / ideal), throughput (1,000 no-op trials:
 trials/s, per-trial overhead p50/p95), scale (one 10,000-trial experiment: overhead first vs last
@@ -149,7 +150,11 @@ def write_docs(sections: list[tuple[str, Section]], foot: str) -> None:
     replace_section(DOCS, "dispatch", HEADING, body)
 
 
-SEARCHER_BENCHES = {"quality": "scripts.bench.quality", "suggest": "scripts.bench.suggest"}
+SEARCHER_BENCHES = {
+    "quality": "scripts.bench.quality",
+    "quality-service": "scripts.bench.quality_service",
+    "suggest": "scripts.bench.suggest",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
