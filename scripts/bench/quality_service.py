@@ -38,7 +38,7 @@ from scripts.bench.docs import replace_section  # noqa: E402
 from scripts.bench.problems import PROBLEMS, Config, problem  # noqa: E402
 from scripts.bench.quality import run_one, single_threaded  # noqa: E402
 from scripts.bench.report import footer  # noqa: E402
-from scripts.bench.service import TRIALS_DIR, _drive, redis_or_private  # noqa: E402
+from scripts.bench.service import TRIALS_DIR, drive, redis_or_private  # noqa: E402
 from scripts.bench.timing import check, markdown_table  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -107,10 +107,9 @@ def service_spec(problem_name: str, algorithm: str, seed: int, evals: int) -> Ex
     return spec
 
 
-def through_service(stack: LocalStack, spec: ExperimentSpec) -> list[tuple[Config, float]]:
-    code = pack_directory(TRIALS_DIR, "trials")
+def through_service(stack: LocalStack, spec: ExperimentSpec, code: bytes) -> list[tuple[Config, float]]:
     exp = submit(stack.store, spec, code, "trials.modelDir.tar")
-    _drive(stack, exp, None)
+    drive(stack, exp, None)
     assert exp.id is not None
     trials = stack.store.trials(exp.id)
     failed = [t for t in trials if t.objective is None]
@@ -123,6 +122,7 @@ def run_pairs(
     problems: list[str], algorithms: list[str], seed: int, evals: int, redis_url: str
 ) -> list[Pair]:
     pairs = []
+    code = pack_directory(TRIALS_DIR, "trials")
     with tempfile.TemporaryDirectory(prefix="hpo-bench-quality-") as tmp:
         settings = Settings(home=Path(tmp), broker_url=redis_url, lookahead=0)
         with LocalStack(settings, slots=1, queues=["trials.cpu"], gpus=[]) as stack:
@@ -131,7 +131,9 @@ def run_pairs(
                     print(f"  {p} / {a} ...", file=sys.stderr, flush=True)
                     local: list[tuple[Config, float]] = []
                     run_one(p, a, seed, (evals,), {}, history=local)
-                    pairs.append(Pair(p, a, local, through_service(stack, service_spec(p, a, seed, evals))))
+                    pairs.append(
+                        Pair(p, a, local, through_service(stack, service_spec(p, a, seed, evals), code))
+                    )
     return pairs
 
 

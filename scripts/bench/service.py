@@ -119,7 +119,7 @@ def read_log(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _drive(stack: LocalStack, exp: Experiment, on_tick: Callable[[Any], None] | None) -> float:
+def drive(stack: LocalStack, exp: Experiment, on_tick: Callable[[Any], None] | None) -> float:
     """Run a coordinator for `exp` until it has finished it; the time it noticed."""
     assert exp.id is not None
     coordinator = stack.coordinator(only=[exp.id])
@@ -168,7 +168,7 @@ def run_ours(
             warm = bench_spec(
                 trials=slots, parallel=slots, sleep_s=0.0, mode=mode, log_path=None, name="bench-warmup"
             )
-            _drive(stack, submit(stack.store, warm, code, "trials.modelDir.tar"), None)
+            drive(stack, submit(stack.store, warm, code, "trials.modelDir.tar"), None)
             log_path = home / "trials.jsonl"
             spec = bench_spec(
                 trials=trials, parallel=parallel, sleep_s=sleep_s, mode=mode, log_path=log_path, name="bench"
@@ -192,7 +192,7 @@ def run_ours(
 
             t0 = time.time()
             exp = submit(stack.store, spec, code, "trials.modelDir.tar")
-            t1 = _drive(stack, exp, on_tick)
+            t1 = drive(stack, exp, on_tick)
             coordinator_peak = peak_rss_mb(pid)
             assert exp.id is not None
             states: dict[str, int] = {}
